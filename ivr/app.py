@@ -1,0 +1,32 @@
+"""The public web app: Twilio webhooks and the service-item intake API (`create_app`)."""
+
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy.orm import Session, sessionmaker
+
+from ivr import web
+from models.settings import Settings, load_settings
+
+
+def create_app(
+    settings: Settings | None = None, *, session_factory: sessionmaker[Session] | None = None
+) -> Flask:
+    """Build the public WSGI app: load config, bind the store, register blueprints."""
+    settings = settings or load_settings()
+    if session_factory is None:
+        from models.db import make_engine, make_sessionmaker
+
+        session_factory = make_sessionmaker(
+            make_engine(settings.database.url, echo=settings.database.echo)
+        )
+    app = Flask(__name__)
+    app.config["JSON_AS_ASCII"] = False
+    web.init_app(app, settings, session_factory)
+
+    from ivr.health import bp as health_bp
+    from ivr.intake_api import bp as intake_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(intake_bp)
+    return app

@@ -1,0 +1,44 @@
+"""Request-scoped database sessions shared by the public and the staff Flask apps.
+
+A view asks for `db_session()`, does its work and commits once before it answers; the teardown rolls
+back whatever was not committed and closes the session.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.settings import Settings
+
+_EXT = "returnvisit"
+
+
+def init_app(app: Flask, settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    """Attach settings and the session factory to an app."""
+    app.extensions[_EXT] = {"settings": settings, "sessions": session_factory}
+    app.teardown_appcontext(_close_session)
+
+
+def settings() -> Settings:
+    """Return the settings of the current app."""
+    return current_app.extensions[_EXT]["settings"]
+
+
+def session_factory() -> sessionmaker[Session]:
+    """Return the session factory of the current app."""
+    return current_app.extensions[_EXT]["sessions"]
+
+
+def db_session() -> Session:
+    """Return this request's session, opening it on first use."""
+    if "db_session" not in g:
+        g.db_session = session_factory()()
+    return g.db_session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.rollback()
+        session.close()

@@ -1,0 +1,229 @@
+"""Typed settings: the example file's defaults, then the site file, then secrets from the environment.
+
+Nothing here runs at import time; `load_settings()` is called by each entry point and the result is
+passed down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+log = logging.getLogger(__name__)
+
+EXAMPLE_PATH = Path(__file__).resolve().parent.parent / "config.example.toml"
+
+# Environment variables that carry secrets (and the database URL), and the key each one sets.
+ENV_KEYS: dict[str, tuple[str, str]] = {
+    "RETURNVISIT_DATABASE_URL": ("database", "url"),
+    "RETURNVISIT_SECRET_KEY": ("app", "secret_key"),
+    "RETURNVISIT_INTAKE_API_TOKEN": ("intake", "api_token"),
+    "RETURNVISIT_TWILIO_ACCOUNT_SID": ("twilio", "account_sid"),
+    "RETURNVISIT_TWILIO_AUTH_TOKEN": ("twilio", "auth_token"),
+}
+# Stand-ins used in development mode only, so a fresh checkout runs without any secret set.
+DEV_SECRETS: dict[tuple[str, str], str] = {
+    ("app", "secret_key"): "dev-secret-key-not-for-production",
+    ("intake", "api_token"): "dev-intake-token",
+    ("twilio", "account_sid"): "AC00000000000000000000000000000000",
+    ("twilio", "auth_token"): "dev-twilio-auth-token",
+}
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AppSettings(_Section):
+    org: str
+    mode: Literal["development", "production"]
+    timezone: str
+    language: Literal["zh-CN", "en-US"]
+    public_base_url: str
+    secret_key: str
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """Return the service centre's time zone."""
+        return ZoneInfo(self.timezone)
+
+
+class DatabaseSettings(_Section):
+    url: str
+    echo: bool
+
+
+class PhoneSettings(_Section):
+    default_region: str
+    default_area_code: str
+
+
+class IntakeSettings(_Section):
+    api_token: str
+    auto_create_departments: bool
+    default_source: str
+    max_batch: int = Field(gt=0)
+    columns: dict[str, list[str]]
+
+
+class TwilioSettings(_Section):
+    account_sid: str
+    auth_token: str
+    api_base_url: str
+    voice_from: str
+    sms_from: str
+    voice_zh: str
+    voice_en: str
+    validate_signatures: bool
+
+
+class GatewaySettings(_Section):
+    kind: Literal["simulator", "twilio"]
+    calls_per_second: float = Field(gt=0)
+    max_concurrent_calls: int = Field(gt=0)
+
+
+class SchedulerSettings(_Section):
+    tick_seconds: int = Field(gt=0)
+    lease_seconds: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    contact_cap_days: int = Field(ge=0)
+
+
+class CalendarSettings(_Section):
+    region: str
+    extra_closed: list[str]
+    extra_working: list[str]
+
+
+class CaseSettings(_Section):
+    due_working_days: int = Field(ge=1, le=60)
+    min_ratings_to_rank: int = Field(ge=0)
+
+
+class RetentionSettings(_Section):
+    purge_after_days: int = Field(gt=0)
+
+
+class Settings(_Section):
+    app: AppSettings
+    database: DatabaseSettings
+    phones: PhoneSettings
+    intake: IntakeSettings
+    twilio: TwilioSettings
+    gateway: GatewaySettings
+    scheduler: SchedulerSettings
+    calendar: CalendarSettings
+    cases: CaseSettings
+    retention: RetentionSettings
+
+    @property
+    def is_production(self) -> bool:
+        """Return whether the site runs in production mode."""
+        return self.app.mode == "production"
+
+
+# Keys that must be non-empty in production (and, for twilio, whenever the Twilio gateway is used).
+REQUIRED_IN_PRODUCTION = [
+    ("app", "secret_key"),
+    ("intake", "api_token"),
+    ("twilio", "account_sid"),
+    ("twilio", "auth_token"),
+]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _merge(base: dict[str, Any], site: Mapping[str, Any], prefix: str, unknown: list[str]) -> None:
+    for key, value in site.items():
+        dotted = f"{prefix}{key}"
+        if key not in base:
+            unknown.append(dotted)
+            base[key] = value
+        elif isinstance(base[key], dict) and isinstance(value, Mapping):
+            # Column lists under intake.columns are open-ended: a site may add fields there.
+            if dotted == "intake.columns":
+                base[key] = {**base[key], **value}
+            else:
+                _merge(base[key], value, dotted + ".", unknown)
+        else:
+            base[key] = value
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Load the defaults, the site file and the environment into one validated Settings object."""
+    env = os.environ if env is None else env
+    data = _read_toml(EXAMPLE_PATH)
+    unknown: list[str] = []
+    site_path = path if path is not None else env.get("RETURNVISIT_CONFIG")
+    if site_path:
+        _merge(data, _read_toml(Path(site_path)), "", unknown)
+    for var, (section, key) in ENV_KEYS.items():
+        if env.get(var):
+            data[section][key] = env[var]
+    if overrides:
+        _merge(data, overrides, "", [])
+    for dotted in unknown:
+        log.warning("unknown configuration key %s in %s (ignored)", dotted, site_path)
+
+    if data["app"].get("mode") != "production":
+        for (section, key), value in DEV_SECRETS.items():
+            if not data[section].get(key):
+                data[section][key] = value
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+
+    if settings.is_production:
+        for section, key in REQUIRED_IN_PRODUCTION:
+            if not getattr(getattr(settings, section), key):
+                raise ConfigError(f"missing required key {section}.{key} (required in production)")
+        if not settings.twilio.validate_signatures:
+            raise ConfigError(
+                "twilio.validate_signatures = false is refused in production mode"
+            )
+    return settings

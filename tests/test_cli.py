@@ -1,0 +1,105 @@
+"""The returnvisit CLI: init, import, demo-data and demo, run as a user would."""
+
+import json
+
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from console.cli import main
+from models import migrate
+from models.db import make_engine, make_sessionmaker
+from models.items import ServiceItem
+from models.staff import Role, StaffUser
+
+
+def invoke(args, db_url, **kwargs):
+    runner = CliRunner()
+    return runner.invoke(
+        main, args, env={"RETURNVISIT_DATABASE_URL": db_url}, catch_exceptions=False, **kwargs
+    )
+
+
+def test_init_creates_schema_and_admin_and_is_idempotent(fresh_db_url, tmp_path):
+    password = tmp_path / "pw"
+    password.write_text("s3cret-password\n", encoding="utf-8")
+    first = invoke(["init", "--admin", "root", "--password-file", str(password)], fresh_db_url)
+    assert first.exit_code == 0, first.output
+    assert "created admin user 'root'" in first.output
+    second = invoke(["init", "--admin", "root", "--password-file", str(password)], fresh_db_url)
+    assert second.exit_code == 0 and "already exists" in second.output
+    engine = make_engine(fresh_db_url)
+    assert migrate.is_at_head(engine)
+    with make_sessionmaker(engine)() as session:
+        users = session.scalars(select(StaffUser)).all()
+        assert [(u.username, u.role) for u in users] == [("root", Role.ADMIN)]
+        assert "s3cret" not in users[0].password_hash
+    engine.dispose()
+
+
+def test_init_refuses_a_short_admin_password(fresh_db_url, tmp_path):
+    password = tmp_path / "pw"
+    password.write_text("short\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        main,
+        ["init", "--admin", "root", "--password-file", str(password)],
+        env={"RETURNVISIT_DATABASE_URL": fresh_db_url},
+    )
+    assert result.exit_code != 0
+    assert "at least 8 characters" in result.output
+
+
+def test_import_prints_bad_lines_and_a_json_summary(tmp_path):
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    invoke(["init"], db_url)
+    path = tmp_path / "items.csv"
+    path.write_text(
+        "办件编号,部门编码,事项名称,联系电话,办结时间\n"
+        "A1,SWJ,契税申报,13812345678,2026-09-01 10:00\n"
+        "A2,SWJ,契税申报,95588,2026-09-01 10:00\n"
+        "A3,SCJ,企业开办登记,13912345678,2026-09-02 11:00\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        main, ["import", str(path), "--json"], env={"RETURNVISIT_DATABASE_URL": db_url}
+    )
+    assert result.exit_code == 0, result.output
+    assert "items.csv line 3:" in result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["read"] == 3 and summary["new"] == 2 and summary["skipped"] == 1
+    assert summary["skipped_by_reason"] == {"no usable phone": 1}
+
+
+def test_import_of_a_file_without_required_columns_fails_with_a_message(tmp_path):
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    invoke(["init"], db_url)
+    path = tmp_path / "items.csv"
+    path.write_text("foo,bar\n1,2\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["import", str(path)], env={"RETURNVISIT_DATABASE_URL": db_url})
+    assert result.exit_code == 1
+    assert "no column for external_id" in result.output
+
+
+def test_demo_data_then_import_creates_items(tmp_path):
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    invoke(["init"], db_url)
+    out = tmp_path / "demo.csv"
+    assert invoke(["demo-data", "--items", "200", "--out", str(out)], db_url).exit_code == 0
+    result = invoke(["import", str(out), "--json"], db_url)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["read"] == 200
+    assert summary["new"] + summary["skipped"] == 200
+    assert summary["new"] > 150
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(ServiceItem)) == summary["new"]
+    engine.dispose()
+
+
+def test_demo_sets_up_and_imports_without_serving(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    db_url = f"sqlite:///{tmp_path}/demo.db"
+    result = invoke(["demo", "--items", "100", "--no-serve"], db_url)
+    assert result.exit_code == 0, result.output
+    assert "database ready" in result.output
+    assert "imported: " in result.output
+    assert (tmp_path / "var" / "demo-items.csv").exists()

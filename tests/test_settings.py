@@ -1,0 +1,114 @@
+"""Configuration: defaults, site file, environment secrets, unknown and missing keys."""
+
+import logging
+import tomllib
+
+import pytest
+
+from models.settings import EXAMPLE_PATH, ConfigError, load_settings
+
+
+def site(tmp_path, text):
+    path = tmp_path / "site.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_load_without_a_site_file():
+    settings = load_settings(env={})
+    assert settings.app.mode == "development"
+    assert settings.database.url.startswith("sqlite:///")
+    assert settings.cases.due_working_days == 15
+    assert settings.app.tz.key == "Asia/Shanghai"
+
+
+def test_site_file_overrides_defaults_and_keeps_the_rest(tmp_path):
+    path = site(tmp_path, '[app]\norg = "渝北区政务服务中心"\n[cases]\ndue_working_days = 5\n')
+    settings = load_settings(path, env={})
+    assert settings.app.org == "渝北区政务服务中心"
+    assert settings.cases.due_working_days == 5
+    assert settings.cases.min_ratings_to_rank == 30
+
+
+def test_site_file_is_named_by_the_environment(tmp_path):
+    path = site(tmp_path, '[app]\norg = "X"\n')
+    assert load_settings(env={"RETURNVISIT_CONFIG": str(path)}).app.org == "X"
+
+
+def test_secrets_come_from_the_environment(tmp_path):
+    settings = load_settings(
+        env={"RETURNVISIT_TWILIO_AUTH_TOKEN": "tok", "RETURNVISIT_DATABASE_URL": "sqlite:///x.db"}
+    )
+    assert settings.twilio.auth_token == "tok"
+    assert settings.database.url == "sqlite:///x.db"
+
+
+def test_unknown_keys_warn_with_their_name(tmp_path, caplog):
+    path = site(tmp_path, "[app]\norgg = 1\n[nosuch]\nx = 2\n")
+    with caplog.at_level(logging.WARNING):
+        load_settings(path, env={})
+    assert "app.orgg" in caplog.text
+    assert "nosuch" in caplog.text
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    path = site(tmp_path, '[cases]\ndue_working_days = "fifteen"\n')
+    with pytest.raises(ConfigError, match=r"cases\.due_working_days"):
+        load_settings(path, env={})
+
+
+def test_bad_time_zone_names_the_key(tmp_path):
+    path = site(tmp_path, '[app]\ntimezone = "Mars/Olympus"\n')
+    with pytest.raises(ConfigError, match=r"app\.timezone"):
+        load_settings(path, env={})
+
+
+def test_production_requires_secrets_and_names_the_missing_key(tmp_path):
+    path = site(tmp_path, '[app]\nmode = "production"\n')
+    with pytest.raises(ConfigError, match=r"app\.secret_key"):
+        load_settings(path, env={})
+    env = {
+        "RETURNVISIT_SECRET_KEY": "s",
+        "RETURNVISIT_INTAKE_API_TOKEN": "t",
+        "RETURNVISIT_TWILIO_ACCOUNT_SID": "AC1",
+    }
+    with pytest.raises(ConfigError, match=r"twilio\.auth_token"):
+        load_settings(path, env=env)
+    settings = load_settings(path, env={**env, "RETURNVISIT_TWILIO_AUTH_TOKEN": "a"})
+    assert settings.is_production
+
+
+def test_production_refuses_turning_signature_checks_off(tmp_path):
+    path = site(tmp_path, '[app]\nmode = "production"\n[twilio]\nvalidate_signatures = false\n')
+    env = {
+        "RETURNVISIT_SECRET_KEY": "s",
+        "RETURNVISIT_INTAKE_API_TOKEN": "t",
+        "RETURNVISIT_TWILIO_ACCOUNT_SID": "AC1",
+        "RETURNVISIT_TWILIO_AUTH_TOKEN": "a",
+    }
+    with pytest.raises(ConfigError, match="validate_signatures"):
+        load_settings(path, env=env)
+
+
+def test_broken_toml_names_the_file_and_line(tmp_path):
+    path = site(tmp_path, "[app\norg = 1\n")
+    with pytest.raises(ConfigError, match=r"site\.toml.*line 1"):
+        load_settings(path, env={})
+
+
+def test_every_example_key_is_documented_by_a_comment():
+    lines = EXAMPLE_PATH.read_text(encoding="utf-8").splitlines()
+    assert tomllib.loads("\n".join(lines))
+
+    def is_key(line):
+        return "=" in line and not line.startswith((" ", "#", "["))
+
+    for index, line in enumerate(lines):
+        if not is_key(line):
+            continue
+        above = index - 1
+        while above >= 0 and is_key(lines[above]):
+            above -= 1  # a block of related keys shares the comment above it
+        if lines[above].startswith("["):
+            above -= 1  # a section header documented by the comment above it
+        assert lines[above].startswith("#"), f"undocumented key at line {index + 1}: {line}"
