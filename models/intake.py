@@ -120,6 +120,8 @@ ResultCallback = Callable[[int, str | None, RowStatus, str | None], None]
 
 
 def _text(value: Any) -> str:
+    if type(value) is str and value.isascii() and value.isprintable():
+        return value.strip()  # the common case of file imports, kept cheap
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():

@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
+from models.campaigns import Campaign
 from models.items import ServiceItem
 
 
@@ -24,9 +25,41 @@ class SurveyState(StrEnum):
     """Where a survey is in its life."""
 
     SCHEDULED = "scheduled"  # waiting for next_attempt_at
-    DIALLING = "dialling"  # claimed by a dispatcher, attempt being placed
-    IN_PROGRESS = "in_progress"  # a call is live or an SMS conversation is open
+    DIALLING = "dialling"  # claimed by a dispatcher (lease), attempt being placed
+    IN_PROGRESS = "in_progress"  # a call is ringing or live, or an SMS conversation is open
     DONE = "done"  # final disposition recorded
+
+
+class AttemptStatus(StrEnum):
+    """Status of one call or text; Twilio's statuses map onto these in one table (ivr)."""
+
+    PENDING = "pending"  # row committed, gateway not yet called (a crash here is closed as failed)
+    QUEUED = "queued"  # the gateway accepted it and gave its provider id
+    RINGING = "ringing"  # the phone is ringing
+    IN_PROGRESS = "in_progress"  # answered, the script is running
+    COMPLETED = "completed"  # a call that was answered and ended
+    BUSY = "busy"  # line busy
+    NO_ANSWER = "no_answer"  # rang out
+    MACHINE = "machine"  # answering machine detected; hung up
+    FAILED = "failed"  # could not be placed or delivered (error_code says why)
+    CANCELED = "canceled"  # cancelled before it was answered
+    SENT = "sent"  # a text left the provider
+    DELIVERED = "delivered"  # a text reached the handset
+    UNDELIVERED = "undelivered"  # a text did not reach the handset
+
+
+# Statuses after which an attempt is over (a retry may follow).
+FINAL_ATTEMPT_STATUSES = frozenset(
+    {
+        AttemptStatus.COMPLETED,
+        AttemptStatus.BUSY,
+        AttemptStatus.NO_ANSWER,
+        AttemptStatus.MACHINE,
+        AttemptStatus.FAILED,
+        AttemptStatus.CANCELED,
+        AttemptStatus.UNDELIVERED,
+    }
+)
 
 
 class Survey(Base):
@@ -39,7 +72,7 @@ class Survey(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
-    item_id: Mapped[int] = mapped_column(ForeignKey("service_items.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("service_items.id"), index=True)
     kind: Mapped[str] = mapped_column(String(20), default=SurveyKind.SURVEY)
     # Unguessable token carried in the webhook URLs of this survey's calls.
     token: Mapped[str] = mapped_column(String(64), unique=True)
@@ -59,6 +92,7 @@ class Survey(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     item: Mapped[ServiceItem] = relationship()
+    campaign: Mapped[Campaign] = relationship()
 
 
 class Attempt(Base):

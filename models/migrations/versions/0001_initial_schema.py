@@ -155,6 +155,7 @@ def upgrade() -> None:
     with op.batch_alter_table('surveys', schema=None) as batch_op:
         batch_op.create_index('ix_surveys_department_quarter', ['department_id', 'quarter'], unique=False)
         batch_op.create_index('ix_surveys_due', ['state', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_surveys_item_id'), ['item_id'], unique=False)
 
     op.create_table('answers',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -282,6 +283,7 @@ def downgrade() -> None:
     op.drop_table('attempts')
     op.drop_table('answers')
     with op.batch_alter_table('surveys', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_surveys_item_id'))
         batch_op.drop_index('ix_surveys_due')
         batch_op.drop_index('ix_surveys_department_quarter')
 

@@ -1,0 +1,150 @@
+"""Shared machinery of the webhook benchmarks: gunicorn servers, wrk load, signed request files."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+WRK_LUA = r"""
+local requests = {}
+local index = 0
+local step = 1
+local id = 0
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  step = tonumber(args[1]) or 1
+  for line in io.lines(args[2]) do
+    local path, body, signature = line:match("([^\t]*)\t([^\t]*)\t([^\t]*)")
+    requests[#requests + 1] = {path = path, body = body, signature = signature}
+  end
+  index = id
+end
+function request()
+  local r = requests[(index % #requests) + 1]
+  index = index + step
+  return wrk.format("POST", r.path, {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["X-Twilio-Signature"] = r.signature,
+  }, r.body)
+end
+"""
+
+
+@dataclass
+class LoadResult:
+    """What wrk measured."""
+
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: str
+
+
+def ensure_wrk() -> str:
+    """Return the wrk binary, installing Debian's package when it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found: installing Debian's wrk package", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    return shutil.which("wrk") or "wrk"
+
+
+def free_port() -> int:
+    """Return a free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Gunicorn:
+    """A gunicorn server with sync workers, stopped on exit."""
+
+    def __init__(self, app: str, *, workers: int = 2, env: dict[str, str] | None = None, cwd: str | None = None):
+        self.port = free_port()
+        exe = Path(sys.executable).with_name("gunicorn")
+        self.proc = subprocess.Popen(
+            [str(exe), "--workers", str(workers), "--worker-class", "sync", "--bind",
+             f"127.0.0.1:{self.port}", "--log-level", "warning", app],
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
+        self._wait()
+
+    def _wait(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)  # noqa: S310
+                return
+            except Exception:  # noqa: BLE001 - not up yet (404 counts as up below)
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return
+                except OSError:
+                    time.sleep(0.2)
+        raise SystemExit("gunicorn did not start")
+
+    def worker_rss_mb(self) -> float:
+        """Return the peak RSS of the largest worker (VmHWM), in MB."""
+        peaks = []
+        for child in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split():
+            status = Path(f"/proc/{child}/status").read_text()
+            match = re.search(r"VmHWM:\s+(\d+) kB", status)
+            if match:
+                peaks.append(int(match.group(1)) / 1024)
+        return max(peaks, default=0.0)
+
+    def stop(self) -> None:
+        """Stop the server."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def write_requests(path: Path, rows: Iterable[tuple[str, str, str]]) -> None:
+    """Write (path, form body, signature) lines for the wrk script."""
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write("\t".join(row) + "\n")
+
+
+def run_wrk(port: int, requests_file: Path, *, threads: int = 2, connections: int = 16, seconds: int = 10) -> LoadResult:
+    """Load a server from loopback with wrk and return its figures."""
+    wrk = ensure_wrk()
+    script = requests_file.with_suffix(".lua")
+    script.write_text(WRK_LUA, encoding="utf-8")
+    out = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+         f"http://127.0.0.1:{port}", "--", str(threads), str(requests_file)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+
+    def percentile(name: str) -> float:
+        match = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", out)
+        if not match:
+            return float("nan")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = ", ".join(line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line)
+    return LoadResult(rate, percentile("50"), percentile("99"), total, errors or "none")

@@ -1,0 +1,290 @@
+"""Voice webhooks: the answered call, each Gather or Record action, call and recording status.
+
+URLs (see ivr/urls.py): POST /twilio/voice?survey=T&attempt=A, /twilio/voice/gather?survey=T&seq=N,
+/twilio/voice/status?survey=T&attempt=A, /twilio/voice/recording?survey=T.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from ivr import conversation, web
+from ivr.script import Digits, Hangup, Input, Recording, RecordingSkipped, StepResult, awaiting
+from ivr.twilio_adapter import (
+    SAY_LANGUAGE,
+    Voice,
+    is_machine,
+    map_call_status,
+    render_hangup,
+    render_voice,
+)
+from ivr.urls import recording_status_url, voice_gather_url
+from ivr.webhooks import twilio_webhook, twiml_response
+from models.base import utcnow
+from models.domain import Channel, Disposition
+from models.settings import Settings
+from models.survey_ops import (
+    answers_of,
+    attempt_of,
+    finish_survey,
+    record_answer,
+    survey_by_token,
+)
+from models.surveys import FINAL_ATTEMPT_STATUSES, Attempt, AttemptStatus, Survey, SurveyState
+
+log = logging.getLogger(__name__)
+bp = Blueprint("voice", __name__, url_prefix="/twilio/voice")
+VOICE = Channel.VOICE.value
+
+GOODBYE = {
+    "zh-CN": "本次回访已经结束，感谢您的支持，再见。",
+    "en-US": "This survey has already ended. Thank you, goodbye.",
+}
+APOLOGY = {
+    "zh-CN": "非常抱歉，系统暂时无法完成本次回访，我们会另行与您联系。再见。",
+    "en-US": "We are sorry, the survey cannot continue right now. We will contact you again. Goodbye.",
+}
+
+
+def voice_for(settings: Settings, language: str) -> Voice:
+    """Return the Twilio voice that speaks a script language."""
+    name = settings.twilio.voice_en if language.startswith("en") else settings.twilio.voice_zh
+    return Voice(name=name, language=SAY_LANGUAGE.get(language, language))
+
+
+def _default_language() -> str:
+    return web.settings().app.language
+
+
+def apology() -> Response:
+    """The TwiML a caller hears when the webhook cannot do its work (e.g. the database is down)."""
+    language = _default_language()
+    return twiml_response(render_hangup([APOLOGY[language]], voice_for(web.settings(), language)))
+
+
+def _goodbye(survey: Survey | None) -> Response:
+    language = survey.language if survey and survey.language in GOODBYE else _default_language()
+    return twiml_response(render_hangup([GOODBYE[language]], voice_for(web.settings(), language)))
+
+
+def _render(survey: Survey, result: StepResult) -> str:
+    settings = web.settings()
+    base = settings.app.public_base_url
+    seq = int(result.state["seq"])
+    return render_voice(
+        result,
+        voice_for(settings, survey.language),
+        voice_gather_url(base, survey.token, seq),
+        recording_status_url(base, survey.token),
+    )
+
+
+_REPLIES_KEPT = 4  # a Twilio retry repeats one of the last few requests of a call
+
+
+def _remember(survey: Survey, call_sid: str, request_key: str, twiml: str) -> None:
+    # The answers given to this call's last requests, so a repeated webhook gets the same TwiML.
+    stored = survey.script_state or {}
+    replies = dict(stored.get("replies") or {}) if stored.get("call_sid") == call_sid else {}
+    replies[request_key] = twiml
+    survey.script_state = {
+        **stored,
+        "call_sid": call_sid,
+        "replies": dict(list(replies.items())[-_REPLIES_KEPT:]),
+        "last_twiml": twiml,
+    }
+
+
+def _replay(survey: Survey, call_sid: str, request_key: str) -> str | None:
+    stored = survey.script_state or {}
+    if stored.get("call_sid") != call_sid:
+        return None
+    return (stored.get("replies") or {}).get(request_key)
+
+
+def _form_int(name: str) -> int | None:
+    try:
+        return max(0, int(float(request.form.get(name, ""))))
+    except ValueError:
+        return None
+
+
+@bp.post("")
+@twilio_webhook(apology)
+def answered() -> Response:
+    """The citizen picked up: greet them and ask the first question (or hang up on a machine)."""
+    session = web.db_session()
+    now = utcnow()
+    survey = survey_by_token(session, request.args.get("survey"), for_update=True)
+    call_sid = request.form.get("CallSid", "")
+    if survey is None:
+        return _goodbye(None)
+    stored = survey.script_state or {}
+    if call_sid and stored.get("call_sid") == call_sid and stored.get("last_twiml"):
+        # Twilio repeated the answer webhook of a call already under way: the current step again.
+        return twiml_response(str(stored["last_twiml"]))
+    attempt = attempt_of(session, survey, request.args.get("attempt"))
+    if attempt is not None:
+        _note_call(attempt, call_sid)
+    if survey.state == SurveyState.DONE:
+        return _goodbye(survey)
+    answered_by = request.form.get("AnsweredBy")
+    if is_machine(answered_by):
+        # Hang up; the final status callback records the attempt as a machine and settles it.
+        if attempt is not None:
+            attempt.answered_by = answered_by
+        session.commit()
+        return twiml_response(render_hangup([], voice_for(web.settings(), survey.language)))
+    if attempt is not None:
+        attempt.status = AttemptStatus.IN_PROGRESS
+        attempt.answered_by = answered_by or attempt.answered_by
+        attempt.started_at = attempt.started_at or now
+    result = conversation.begin(session, survey, VOICE, web.settings(), now)
+    twiml = _render(survey, result)
+    _remember(survey, call_sid, "answer", twiml)
+    session.commit()
+    return twiml_response(twiml)
+
+
+def _note_call(attempt: Attempt, call_sid: str) -> None:
+    # The webhook may arrive before the dispatcher stored the provider id: take it from Twilio.
+    if call_sid and not attempt.provider_id:
+        attempt.provider_id = call_sid
+
+
+def _input_for(state: dict[str, Any]) -> Input:
+    digits = request.form.get("Digits")
+    if digits == "hangup":
+        return Hangup()
+    if awaiting(state) == "comment":
+        url = request.form.get("RecordingUrl", "")
+        duration = _form_int("RecordingDuration") or 0
+        return Recording(url=url, duration=duration) if url and duration > 0 else RecordingSkipped()
+    return Digits(digits=(digits or "").strip())
+
+
+@bp.post("/gather")
+@twilio_webhook(apology)
+def gathered() -> Response:
+    """Keys were pressed (or not) at a menu, or a comment was recorded: take the next step."""
+    session = web.db_session()
+    now = utcnow()
+    survey = survey_by_token(session, request.args.get("survey"), for_update=True)
+    call_sid = request.form.get("CallSid", "")
+    if survey is None:
+        return _goodbye(None)
+    request_key = f"gather:{request.args.get('seq', '')}"
+    replay = _replay(survey, call_sid, request_key)
+    if replay:
+        return twiml_response(replay)
+    state = conversation.conversation_state(survey, VOICE)
+    if survey.state == SurveyState.DONE or state is None:
+        return _goodbye(survey)
+    if str(state.get("seq")) != request.args.get("seq"):
+        # A stale action from an earlier step: answer with the current step again.
+        stored = (survey.script_state or {}).get("last_twiml")
+        return twiml_response(str(stored)) if stored else _goodbye(survey)
+    result = conversation.advance(session, survey, VOICE, _input_for(state), web.settings(), now)
+    twiml = _render(survey, result)
+    _remember(survey, call_sid, request_key, twiml)
+    session.commit()
+    return twiml_response(twiml)
+
+
+def _empty() -> Response:
+    return Response("", status=204)
+
+
+def _status_error() -> Response:
+    return Response("", status=503)
+
+
+@bp.post("/status")
+@twilio_webhook(_status_error)
+def call_status() -> Response:
+    """A call status callback: keep the attempt current; settle the survey when the call ended."""
+    session = web.db_session()
+    now = utcnow()
+    survey = survey_by_token(session, request.args.get("survey"), for_update=True)
+    if survey is None:
+        return _empty()
+    attempt = attempt_of(session, survey, request.args.get("attempt"))
+    if attempt is None:
+        return _empty()
+    answered_by = request.form.get("AnsweredBy") or attempt.answered_by
+    status = map_call_status(request.form.get("CallStatus"), answered_by)
+    if status is None:
+        return _empty()
+    _note_call(attempt, request.form.get("CallSid", ""))
+    if attempt.status in FINAL_ATTEMPT_STATUSES:
+        session.commit()
+        return _empty()  # a late or repeated callback never moves a finished attempt back
+    attempt.answered_by = answered_by
+    attempt.error_code = request.form.get("ErrorCode") or attempt.error_code
+    if status not in FINAL_ATTEMPT_STATUSES:
+        if status == AttemptStatus.IN_PROGRESS or attempt.status != AttemptStatus.IN_PROGRESS:
+            attempt.status = status
+        session.commit()
+        return _empty()
+    attempt.status = status
+    attempt.ended_at = now
+    attempt.duration_seconds = _form_int("CallDuration")
+    _settle(session, survey, attempt, now)
+    session.commit()
+    return _empty()
+
+
+# What a call that ended without a conversation means for the survey's (latest) disposition.
+_NO_CONVERSATION = {
+    AttemptStatus.BUSY: Disposition.BUSY,
+    AttemptStatus.NO_ANSWER: Disposition.NO_ANSWER,
+    AttemptStatus.MACHINE: Disposition.MACHINE,
+    AttemptStatus.FAILED: Disposition.FAILED,
+    AttemptStatus.CANCELED: Disposition.NO_ANSWER,
+    AttemptStatus.COMPLETED: Disposition.BREAK_OFF,
+}
+
+
+def _settle(session: Any, survey: Survey, attempt: Attempt, now: Any) -> None:
+    if survey.state == SurveyState.DONE:
+        return
+    state = conversation.conversation_state(survey, VOICE)
+    call_sid = (survey.script_state or {}).get("call_sid")
+    if state is not None and attempt.status == AttemptStatus.COMPLETED and call_sid == attempt.provider_id:
+        # The citizen hung up mid-script: what was answered is kept (partial or break-off).
+        conversation.advance(session, survey, VOICE, Hangup(), web.settings(), now)
+        return
+    if attempt.status == AttemptStatus.COMPLETED:
+        # Answered, but our answer webhook never ran the script (e.g. it failed): a break-off.
+        finish_survey(session, survey, Disposition.BREAK_OFF.value, now)
+        return
+    from scheduler.outcomes import settle_attempt
+
+    survey.disposition = _NO_CONVERSATION[AttemptStatus(attempt.status)].value
+    settle_attempt(session, survey, attempt, web.settings(), now)
+
+
+@bp.post("/recording")
+@twilio_webhook(_status_error)
+def recording_status() -> Response:
+    """The recorded comment is stored: keep its URL and duration with the answer."""
+    session = web.db_session()
+    now = utcnow()
+    survey = survey_by_token(session, request.args.get("survey"), for_update=True)
+    url = request.form.get("RecordingUrl", "")
+    if survey is None or not url or request.form.get("RecordingStatus", "completed") != "completed":
+        return _empty()
+    duration = _form_int("RecordingDuration")
+    comment = answers_of(session, survey).get("comment")
+    if comment is None:
+        record_answer(
+            session, survey, "comment", url, channel=VOICE, now=now, recording_duration=duration or 0
+        )
+    else:
+        comment.recording_url = url
+        comment.recording_duration = duration if duration is not None else comment.recording_duration
+    session.commit()
+    return _empty()

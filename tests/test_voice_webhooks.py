@@ -1,0 +1,298 @@
+"""Voice webhooks as tables: signed Twilio form in, status and TwiML out, rows afterwards."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from ivr.urls import voice_gather_url, voice_status_url, voice_url
+from models.optouts import OptOut
+from models.surveys import Answer, Attempt, AttemptStatus, Survey, SurveyState
+
+BASE = "http://127.0.0.1:5000"
+
+
+def path_of(url: str) -> str:
+    return url[len(BASE) :]
+
+
+def call_form(attempt: Attempt, **extra: str) -> dict[str, str]:
+    form = {
+        "CallSid": attempt.provider_id or "CA" + "0" * 32,
+        "AccountSid": "AC00000000000000000000000000000000",
+        "From": "+12025550100",
+        "To": "+8613800130001",
+        "CallStatus": "in-progress",
+        "Direction": "outbound-api",
+        "ApiVersion": "2010-04-01",
+    }
+    form.update(extra)
+    return form
+
+
+def answer_call(twilio_post, survey, attempt, **extra):
+    return twilio_post(path_of(voice_url(BASE, survey.token, attempt.id)), call_form(attempt, **extra))
+
+
+def press(twilio_post, survey, attempt, seq: int, digits: str | None, **extra):
+    form = call_form(attempt, **extra)
+    if digits is not None:
+        form["Digits"] = digits
+    return twilio_post(path_of(voice_gather_url(BASE, survey.token, seq)), form)
+
+
+def answers(session, survey) -> dict[str, str]:
+    session.expire_all()
+    rows = session.scalars(select(Answer).where(Answer.survey_id == survey.id))
+    return {a.question: a.value for a in rows}
+
+
+def reload(session, obj):
+    session.expire_all()
+    return session.get(type(obj), obj.id)
+
+
+def test_answered_call_greets_with_the_item_and_gathers_the_rating(session, twilio_post, create_survey):
+    survey, attempt = create_survey()
+    response = answer_call(twilio_post, survey, attempt)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert response.mimetype == "application/xml"
+    assert "<Gather" in body and 'numDigits="1"' in body
+    assert f"/twilio/voice/gather?survey={survey.token}&amp;seq=0" in body
+    assert "税务局" in body and "契税申报" in body and "2026年11月10日" in body
+    assert 'voice="Polly.Zhiyu"' in body and 'language="cmn-CN"' in body
+    assert body.index("</Gather>") < body.index("<Redirect")  # silence falls through to the redirect
+    assert reload(session, attempt).status == AttemptStatus.IN_PROGRESS
+    assert reload(session, survey).state == SurveyState.IN_PROGRESS
+
+
+def test_english_survey_speaks_english(session, twilio_post, create_survey):
+    survey, attempt = create_survey(language="en-US")
+    body = answer_call(twilio_post, survey, attempt).get_data(as_text=True)
+    assert 'language="en-US"' in body and "press 1" in body
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected_answers", "disposition", "twiml_has"),
+    [
+        (["1"], {"rating": "very_satisfied"}, "complete", ["<Hangup"]),
+        (["3"], {"rating": "basically_satisfied"}, "complete", ["<Hangup"]),
+        (["4", "13#"], {"rating": "dissatisfied", "categories": "stuck,delay"}, None, ["<Record"]),
+        (["5", "6"], {"rating": "very_dissatisfied", "categories": "poor"}, None, ["<Record"]),
+        (["8"], {"eligible": "no"}, "not_eligible", ["<Hangup"]),
+        (["9", "2"], {"rating": "satisfied"}, "complete", ["<Hangup"]),
+        (["7", "7"], {}, "break_off", ["<Hangup"]),
+        ([None, None], {}, "break_off", ["<Hangup"]),
+        (["4", "7#", "#"], {"rating": "dissatisfied"}, "partial", ["<Hangup"]),
+    ],
+    ids=["very-satisfied", "basic", "bad-with-categories", "very-bad", "not-eligible", "repeat", "invalid-twice",
+         "silence-twice", "bad-then-invalid-categories"],
+)
+def test_keypad_paths_store_answers_and_disposition(
+    session, twilio_post, create_survey, keys, expected_answers, disposition, twiml_has
+):
+    survey, attempt = create_survey()
+    answer_call(twilio_post, survey, attempt)
+    response = None
+    for seq, digits in enumerate(keys):
+        response = press(twilio_post, survey, attempt, seq, digits)
+        assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    for fragment in twiml_has:
+        assert fragment in body
+    assert answers(session, survey) == expected_answers
+    assert reload(session, survey).disposition == disposition
+
+
+def test_record_action_and_recording_status_keep_the_comment(session, twilio_post, create_survey):
+    survey, attempt = create_survey()
+    answer_call(twilio_post, survey, attempt)
+    press(twilio_post, survey, attempt, 0, "4")
+    body = press(twilio_post, survey, attempt, 1, "3#").get_data(as_text=True)
+    assert f"recordingStatusCallback=\"{BASE}/twilio/voice/recording?survey={survey.token}\"" in body
+    url = "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE1"
+    done = press(twilio_post, survey, attempt, 2, "#", RecordingUrl=url, RecordingDuration="12", RecordingSid="RE1")
+    assert "<Hangup" in done.get_data(as_text=True)
+    status = twilio_post(
+        f"/twilio/voice/recording?survey={survey.token}",
+        call_form(attempt, RecordingUrl=url + ".wav", RecordingDuration="13", RecordingStatus="completed"),
+    )
+    assert status.status_code == 204
+    session.expire_all()
+    comment = session.scalars(select(Answer).where(Answer.survey_id == survey.id, Answer.question == "comment")).one()
+    assert (comment.recording_url, comment.recording_duration) == (url + ".wav", 13)
+    assert reload(session, survey).disposition == "complete"
+
+
+def test_refusal_by_zero_writes_an_opt_out_and_confirms_aloud(session, twilio_post, create_survey):
+    survey, attempt = create_survey()
+    answer_call(twilio_post, survey, attempt)
+    body = press(twilio_post, survey, attempt, 0, "0").get_data(as_text=True)
+    assert "<Say" in body and "<Hangup" in body
+    assert reload(session, survey).disposition == "refused"
+    phone = survey.item.phone_e164
+    assert session.scalar(select(func.count()).select_from(OptOut).where(OptOut.phone_e164 == phone)) == 1
+
+
+def test_repeated_gather_returns_the_same_twiml_and_stores_nothing_twice(session, twilio_post, create_survey):
+    survey, attempt = create_survey()
+    answer_call(twilio_post, survey, attempt)
+    first = press(twilio_post, survey, attempt, 0, "4").get_data(as_text=True)
+    second = press(twilio_post, survey, attempt, 0, "4").get_data(as_text=True)
+    assert first == second
+    assert session.scalar(select(func.count()).select_from(Answer).where(Answer.survey_id == survey.id)) == 1
+    repeated_answer = answer_call(twilio_post, survey, attempt).get_data(as_text=True)
+    assert "seq=1" in repeated_answer  # the current step, not a new greeting
+
+
+def test_stale_gather_gets_the_current_step(session, twilio_post, create_survey):
+    survey, attempt = create_survey()
+    answer_call(twilio_post, survey, attempt)
+    press(twilio_post, survey, attempt, 0, "4")
+    current = press(twilio_post, survey, attempt, 0, "4").get_data(as_text=True)
+    other = press(twilio_post, survey, attempt, 0, "2", CallSid="CA" + "9" * 32).get_data(as_text=True)
+    assert current == other and "seq=1" in other
+    assert answers(session, survey) == {"rating": "dissatisfied"}
+
+
+def test_unknown_token_gets_a_polite_goodbye(twilio_post):
+    response = twilio_post("/twilio/voice?survey=nope&attempt=1", {"CallSid": "CA1"})
+    assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    assert "<Say" in body and "<Hangup" in body
+
+
+def test_finished_survey_gets_a_polite_goodbye(session, twilio_post, create_survey):
+    survey, attempt = create_survey()
+    answer_call(twilio_post, survey, attempt)
+    press(twilio_post, survey, attempt, 0, "1")
+    again = press(twilio_post, survey, attempt, 1, "1", CallSid="CA" + "1" * 32).get_data(as_text=True)
+    assert "已经结束" in again and "<Hangup" in again
+    assert answers(session, survey) == {"rating": "very_satisfied"}
+
+
+@pytest.mark.parametrize("sign", [None, "wrong-url", "wrong-token"], ids=["missing", "wrong-url", "forged"])
+@pytest.mark.parametrize("endpoint", ["answer", "gather", "status", "recording"])
+def test_bad_signatures_are_refused_and_store_nothing(session, twilio_post, create_survey, sign, endpoint, caplog):
+    survey, attempt = create_survey()
+    paths = {
+        "answer": path_of(voice_url(BASE, survey.token, attempt.id)),
+        "gather": path_of(voice_gather_url(BASE, survey.token, 0)),
+        "status": path_of(voice_status_url(BASE, survey.token, attempt.id)),
+        "recording": f"/twilio/voice/recording?survey={survey.token}",
+    }
+    form = call_form(attempt, Digits="1", CallStatus="completed", RecordingUrl="http://x/r", RecordingDuration="5")
+    response = twilio_post(paths[endpoint], form, sign=sign)
+    assert response.status_code == 403
+    assert "forged or unsigned" in caplog.text
+    session.expire_all()
+    assert answers(session, survey) == {}
+    assert reload(session, attempt).status == AttemptStatus.QUEUED
+    assert reload(session, survey).script_state == {}
+
+
+def test_answering_machine_is_hung_up_on_and_counts_as_an_attempt(session, twilio_post, create_survey, monkeypatch):
+    survey, attempt = create_survey()
+    body = answer_call(twilio_post, survey, attempt, AnsweredBy="machine_start").get_data(as_text=True)
+    assert "<Hangup" in body and "<Gather" not in body
+    assert reload(session, attempt).answered_by == "machine_start"
+    settled = []
+    monkeypatch.setattr("scheduler.outcomes.settle_attempt", lambda s, sv, at, st, now: settled.append(at.status))
+    twilio_post(path_of(voice_status_url(BASE, survey.token, attempt.id)),
+                call_form(attempt, CallStatus="completed", CallDuration="3"))
+    assert settled == [AttemptStatus.MACHINE]
+    assert reload(session, survey).disposition == "machine"
+
+
+def test_hangup_after_rating_is_partial_and_before_rating_is_break_off(session, twilio_post, create_survey):
+    rated, rated_attempt = create_survey()
+    answer_call(twilio_post, rated, rated_attempt)
+    press(twilio_post, rated, rated_attempt, 0, "4")
+    silent, silent_attempt = create_survey()
+    answer_call(twilio_post, silent, silent_attempt)
+    for survey, attempt in [(rated, rated_attempt), (silent, silent_attempt)]:
+        response = twilio_post(
+            path_of(voice_status_url(BASE, survey.token, attempt.id)),
+            call_form(attempt, CallStatus="completed", CallDuration="40"),
+        )
+        assert response.status_code == 204
+    assert reload(session, rated).disposition == "partial"
+    assert reload(session, silent).disposition == "break_off"
+    assert reload(session, rated_attempt).status == AttemptStatus.COMPLETED
+    assert reload(session, rated_attempt).duration_seconds == 40
+
+
+@pytest.mark.parametrize(
+    ("call_status", "attempt_status", "disposition"),
+    [("busy", "busy", "busy"), ("no-answer", "no_answer", "no_answer"), ("failed", "failed", "failed")],
+)
+def test_unreached_calls_are_settled_by_the_retry_policy(
+    session, twilio_post, create_survey, monkeypatch, call_status, attempt_status, disposition
+):
+    survey, attempt = create_survey()
+    settled = []
+    monkeypatch.setattr("scheduler.outcomes.settle_attempt", lambda s, sv, at, st, now: settled.append(at.status))
+    response = twilio_post(
+        path_of(voice_status_url(BASE, survey.token, attempt.id)), call_form(attempt, CallStatus=call_status)
+    )
+    assert response.status_code == 204
+    assert settled == [attempt_status]
+    assert reload(session, attempt).status == attempt_status
+    assert reload(session, survey).disposition == disposition
+
+
+def test_status_callbacks_out_of_order_never_move_a_finished_attempt_back(session, twilio_post, create_survey):
+    survey, attempt = create_survey()
+    status_path = path_of(voice_status_url(BASE, survey.token, attempt.id))
+    answer_call(twilio_post, survey, attempt)
+    press(twilio_post, survey, attempt, 0, "1")
+    twilio_post(status_path, call_form(attempt, CallStatus="completed", CallDuration="20"))
+    twilio_post(status_path, call_form(attempt, CallStatus="ringing"))
+    twilio_post(status_path, call_form(attempt, CallStatus="in-progress"))
+    assert reload(session, attempt).status == AttemptStatus.COMPLETED
+    assert reload(session, survey).disposition == "complete"
+
+
+def test_unknown_call_status_is_ignored_and_logged(session, twilio_post, create_survey, caplog):
+    survey, attempt = create_survey()
+    response = twilio_post(path_of(voice_status_url(BASE, survey.token, attempt.id)),
+                           call_form(attempt, CallStatus="teleported"))
+    assert response.status_code == 204
+    assert "unknown Twilio CallStatus 'teleported'" in caplog.text
+    assert reload(session, attempt).status == AttemptStatus.QUEUED
+
+
+def test_database_failure_answers_an_apology_not_a_trace(session, twilio_post, create_survey, monkeypatch, caplog):
+    survey, attempt = create_survey()
+
+    def broken(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr("ivr.voice.survey_by_token", broken)
+    response = answer_call(twilio_post, survey, attempt)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "抱歉" in body and "<Hangup" in body
+    assert "Traceback" not in body and "OperationalError" not in body
+    assert "webhook /twilio/voice failed" in caplog.text
+    status = twilio_post(path_of(voice_status_url(BASE, survey.token, attempt.id)), call_form(attempt))
+    assert status.status_code == 503 and status.get_data() == b""
+
+
+def test_webhook_takes_the_call_sid_when_the_dispatcher_has_not_stored_it(session, twilio_post, create_survey):
+    survey, attempt = create_survey()
+    attempt.provider_id = None
+    session.flush()
+    answer_call(twilio_post, survey, attempt, CallSid="CA" + "5" * 32)
+    assert reload(session, attempt).provider_id == "CA" + "5" * 32
+
+
+def test_dispositions_map_to_aapor_classes_in_one_table():
+    from models.domain import AAPOR_CLASS, Disposition
+
+    assert set(AAPOR_CLASS) == set(Disposition)
+    assert AAPOR_CLASS[Disposition.COMPLETE] == "I" and AAPOR_CLASS[Disposition.PARTIAL] == "P"
+    assert AAPOR_CLASS[Disposition.REFUSED] == "R" and AAPOR_CLASS[Disposition.BREAK_OFF] == "R"
+    assert AAPOR_CLASS[Disposition.NOT_ELIGIBLE] == "NE" and AAPOR_CLASS[Disposition.NO_ANSWER] == "NC"
