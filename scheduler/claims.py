@@ -1,0 +1,342 @@
+"""Claiming due surveys and writing their attempts: everything the dispatcher commits before a call.
+
+1. `claim_due`: SELECT the due ids ... FOR UPDATE SKIP LOCKED LIMIT n, then UPDATE them to DIALLING
+   with this process as lease owner; the caller commits (SQLite has no row locks: it relies on its
+   single scheduler and on taking the write lock first, see scheduler.locks).
+2. `prepare_attempts`: re-check each claimed survey (expiry, calling window, opt-out), take call-rate
+   slots (scheduler.ratelimit), write one PENDING Attempt per contact; the caller commits, and only
+   then does scheduler.dispatch call the gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NamedTuple, cast
+
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from models.campaigns import Campaign, CampaignStatus
+from models.domain import Channel, Disposition
+from models.items import ServiceItem
+from models.messages import Direction, Message
+from models.optouts import OptOutChannel
+from models.settings import GatewaySettings, Settings
+from models.survey_ops import finish_survey
+from models.surveys import Attempt, AttemptStatus, Survey, SurveyState
+from scheduler.calendar import NoOpeningError, contact_time, may_contact
+from scheduler.locks import begin_write
+from scheduler.picking import opted_out_channels
+from scheduler.ratelimit import (
+    ACCOUNT_BUCKET,
+    calls_in_flight,
+    campaign_bucket,
+    lock_buckets,
+    next_slot,
+    store_buckets,
+)
+from scheduler.rules import CampaignRules, rules_for, window_close
+
+logger = logging.getLogger(__name__)
+
+# Returns the outbound text of a survey's SMS attempt (the lead wires ivr's composer in).
+ComposeSms = Callable[[Session, Survey], str]
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One attempt committed and ready to be placed (plain values: no ORM object across commits)."""
+
+    survey_id: int
+    attempt_id: int
+    channel: Channel
+    token: str
+    to: str
+    from_: str
+    language: str
+    body: str | None = None
+    message_id: int | None = None
+    slot_at: datetime | None = None  # a call starts at or after its rate slot
+
+
+class Due(NamedTuple):
+    """A claimed survey as the dispatcher reads it (plain values)."""
+
+    id: int
+    campaign_id: int
+    channel: str
+    token: str
+    language: str
+    first_attempt_at: datetime | None
+    phone: str | None
+    completed_at: datetime
+
+
+def _survey(session: Session, survey_id: int) -> Survey:
+    survey = session.get(Survey, survey_id)
+    assert survey is not None  # claimed by this process, never deleted
+    return survey
+
+
+def claim_due(session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[int]:
+    """Lease up to `limit` due surveys of active campaigns to `owner`; return their ids (caller commits)."""
+    begin_write(session)
+    active = session.scalars(select(Campaign.id).where(Campaign.status == CampaignStatus.ACTIVE)).all()
+    if not active:
+        return []
+    # Two statements on purpose: inside UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP
+    # LOCKED), PostgreSQL may run the subquery again for later rows and claim more than n.
+    due = session.scalars(
+        select(Survey.id)
+        .where(
+            Survey.state == SurveyState.SCHEDULED,
+            Survey.next_attempt_at <= now,
+            Survey.campaign_id.in_(active),
+        )
+        # No tie-breaker: many surveys share a window's opening instant, and ordering them by id as
+        # well would sort every due row instead of reading the (state, next_attempt_at) index in order.
+        .order_by(Survey.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not due:
+        return []
+    surveys = cast(Table, Survey.__table__)
+    claimed = session.scalars(
+        update(surveys)
+        .where(surveys.c.id.in_(due), surveys.c.state == SurveyState.SCHEDULED)
+        .values(state=SurveyState.DIALLING, lease_owner=owner, lease_expires_at=now + lease, updated_at=now)
+        .returning(surveys.c.id)
+    )
+    return sorted(claimed.all())
+
+
+def release(survey: Survey, now: datetime, at: datetime | None = None) -> None:
+    """Give a claimed survey back to SCHEDULED (due again at `at`, or as it was)."""
+    survey.state = SurveyState.SCHEDULED
+    survey.lease_owner = None
+    survey.lease_expires_at = None
+    if at is not None:
+        survey.next_attempt_at = at
+    survey.updated_at = now
+
+
+def _outside_window(
+    session: Session, rules: CampaignRules, survey: Survey, at: datetime, deadline: datetime
+) -> str:
+    """Move a survey to its next opening before the deadline, or end it; return the count key."""
+    try:
+        opening = contact_time(rules.contact, at, deadline)
+    except NoOpeningError:
+        opening = None
+    if opening is None:
+        finish_survey(session, survey, Disposition.NOT_CONTACTED, at)
+        return "expired"
+    release(survey, at, opening)
+    return "outside_window"
+
+
+def prepare_attempts(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    owner: str,
+    settings: Settings,
+    compose_sms: ComposeSms,
+    now: datetime,
+    until: datetime,
+    counts: Counter[str],
+) -> tuple[list[Contact], int]:
+    """Re-check claimed surveys, take rate slots, write PENDING attempts (the caller commits)."""
+    # Returns the contacts to place, and how many surveys went back to SCHEDULED for lack of rate.
+    begin_write(session)
+    rows = [
+        Due(*row)
+        for row in session.execute(
+            select(
+                Survey.id,
+                Survey.campaign_id,
+                Survey.channel,
+                Survey.token,
+                Survey.language,
+                Survey.first_attempt_at,
+                ServiceItem.phone_e164,
+                ServiceItem.completed_at,
+            )
+            .join(ServiceItem, ServiceItem.id == Survey.item_id)
+            .where(
+                Survey.id.in_(ids),
+                Survey.state == SurveyState.DIALLING,
+                Survey.lease_owner == owner,
+            )
+            .order_by(Survey.next_attempt_at, Survey.id)
+        )
+    ]
+    rules = {
+        c.id: rules_for(c, settings)
+        for c in session.scalars(select(Campaign).where(Campaign.id.in_({d.campaign_id for d in rows})))
+    }
+    open_now = {cid: may_contact(r.contact, now) for cid, r in rules.items()}
+    opted = opted_out_channels(session, (d.phone for d in rows if d.phone))
+    ready: list[Due] = []
+    for due in rows:
+        r = rules[due.campaign_id]
+        deadline = r.deadline(due.completed_at, due.first_attempt_at)
+        if not due.phone:
+            _finish(session, due.id, Disposition.NOT_ELIGIBLE, now, counts, "no_phone")
+        elif now >= deadline:
+            _finish(session, due.id, Disposition.NOT_CONTACTED, now, counts, "expired")
+        elif not open_now[due.campaign_id]:
+            counts[_outside_window(session, r, _survey(session, due.id), now, deadline)] += 1
+        elif opted.get(due.phone, set()) & {OptOutChannel.ALL, due.channel}:
+            _finish(session, due.id, Disposition.REFUSED, now, counts, "opted_out")
+        else:
+            ready.append(due)
+
+    slots, deferred = _take_slots(session, ready, rules, settings.gateway, now, until, counts)
+    bodies: dict[int, str] = {}
+    texts = [due.id for due in ready if due.id in slots and due.channel == Channel.SMS]
+    for survey in session.scalars(select(Survey).where(Survey.id.in_(texts))) if texts else ():
+        try:
+            bodies[survey.id] = compose_sms(session, survey)
+        except Exception:
+            logger.exception("survey %s: composing its SMS failed", survey.id)
+            _finish(session, survey.id, Disposition.FAILED, now, counts, "compose_failed")
+    planned = [due for due in ready if due.id in slots and (due.channel != Channel.SMS or due.id in bodies)]
+    if not planned:
+        return [], deferred
+    numbers = Counter(
+        {
+            (survey_id, channel): n
+            for survey_id, channel, n in session.execute(
+                select(Attempt.survey_id, Attempt.channel, func.count())
+                .where(Attempt.survey_id.in_([due.id for due in planned]))
+                .group_by(Attempt.survey_id, Attempt.channel)
+            )
+        }
+    )
+    twilio = settings.twilio
+    senders = {Channel.VOICE.value: twilio.voice_from, Channel.SMS.value: twilio.sms_from}
+    # Core INSERTs for the whole batch, one statement per table.
+    attempts = cast(Table, Attempt.__table__)
+    attempt_ids: dict[int, int] = dict(
+        session.execute(
+            insert(attempts).returning(attempts.c.survey_id, attempts.c.id),
+            [
+                {
+                    "survey_id": due.id,
+                    "channel": due.channel,
+                    "number": numbers[(due.id, due.channel)] + 1,
+                    "from_number": senders[due.channel],
+                    "status": AttemptStatus.PENDING.value,
+                    "created_at": slots[due.id] or now,
+                }
+                for due in planned
+            ],
+        ).all()
+    )
+    message_ids: dict[int, int] = {}
+    if bodies:
+        messages = cast(Table, Message.__table__)
+        message_ids = dict(
+            session.execute(
+                insert(messages).returning(messages.c.survey_id, messages.c.id),
+                [
+                    {
+                        "direction": Direction.OUTBOUND.value,
+                        "survey_id": due.id,
+                        "from_e164": twilio.sms_from,
+                        "to_e164": due.phone,
+                        "body": bodies[due.id],
+                        "status": AttemptStatus.PENDING.value,
+                        "provider_id": None,
+                        "error_code": None,
+                        "late": False,
+                        "created_at": now,
+                    }
+                    for due in planned
+                    if due.id in bodies
+                ],
+            ).all()
+        )
+    contacts = [
+        Contact(
+            survey_id=due.id,
+            attempt_id=attempt_ids[due.id],
+            channel=Channel(due.channel),
+            token=due.token,
+            to=str(due.phone),
+            from_=senders[due.channel],
+            language=due.language,
+            body=bodies.get(due.id),
+            message_id=message_ids.get(due.id),
+            slot_at=slots[due.id],
+        )
+        for due in planned
+    ]
+    counts["attempts"] += len(contacts)
+    return sorted(contacts, key=lambda c: (c.slot_at or now, c.attempt_id)), deferred
+
+
+def _finish(
+    session: Session, survey_id: int, disposition: Disposition, now: datetime, counts: Counter[str], key: str
+) -> None:
+    finish_survey(session, _survey(session, survey_id), disposition, now)
+    counts[key] += 1
+
+
+def _take_slots(
+    session: Session,
+    ready: list[Due],
+    rules: dict[int, CampaignRules],
+    gateway: GatewaySettings,
+    now: datetime,
+    until: datetime,
+    counts: Counter[str],
+) -> tuple[dict[int, datetime | None], int]:
+    """Give each ready survey its call slot (texts need none); release what does not fit."""
+    slots: dict[int, datetime | None] = {d.id: None for d in ready if d.channel != Channel.VOICE}
+    calls = [d for d in ready if d.channel == Channel.VOICE]
+    if not calls:
+        return slots, 0
+    rates_of: dict[int, dict[str, float]] = {}
+    for campaign_id, r in rules.items():
+        rates_of[campaign_id] = {ACCOUNT_BUCKET: gateway.calls_per_second}
+        if r.definition.calls_per_second is not None:
+            rates_of[campaign_id][campaign_bucket(campaign_id)] = r.definition.calls_per_second
+    buckets = sorted({b for d in calls for b in rates_of[d.campaign_id]})
+    free = lock_buckets(session, buckets, now)
+    limit = gateway.max_concurrent_calls
+    room = limit - calls_in_flight(session, now, limit)
+    closes_at = {cid: window_close(r.contact, now) for cid, r in rules.items()}
+    deferred: list[int] = []
+    for due in calls:
+        r = rules[due.campaign_id]
+        if room <= 0:
+            deferred.append(due.id)
+            continue
+        at, moved = next_slot(free, rates_of[due.campaign_id], now)
+        if at >= until:
+            deferred.append(due.id)
+            continue
+        if at >= closes_at[due.campaign_id]:  # the window closes before the slot comes
+            deadline = r.deadline(due.completed_at, due.first_attempt_at)
+            counts[_outside_window(session, r, _survey(session, due.id), at, deadline)] += 1
+            continue
+        free = moved
+        slots[due.id] = at
+        room -= 1
+    store_buckets(session, free)
+    if deferred:
+        surveys = cast(Table, Survey.__table__)
+        session.execute(
+            update(surveys)
+            .where(surveys.c.id.in_(deferred))
+            .values(state=SurveyState.SCHEDULED, lease_owner=None, lease_expires_at=None, updated_at=now)
+        )
+        counts["deferred_rate_limit"] += len(deferred)
+    return slots, len(deferred)

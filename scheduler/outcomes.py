@@ -1,0 +1,182 @@
+"""What follows an attempt that ended without a conversation outcome, and the expiry sweep.
+
+`settle_attempt` is shared by the dispatcher (gateway errors, leases that ran out) and the voice / SMS
+status webhooks. It applies the campaign's RetryPolicy through policy.next_step, so every retry and
+fallback lands inside a calling window or the survey ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from models.campaigns import Campaign
+from models.domain import Channel, Disposition
+from models.items import ServiceItem
+from models.optouts import is_opted_out
+from models.phones import PhoneKind
+from models.settings import Settings
+from models.survey_ops import finish_survey
+from models.surveys import Answer, Attempt, AttemptStatus, Survey, SurveyState
+from scheduler.locks import begin_write
+from scheduler.policy import NextAction, next_step
+from scheduler.rules import contact_policy_for, retry_policy_for, rules_for
+
+__all__ = [
+    "SETTLED_DISPOSITIONS",
+    "Settled",
+    "contact_policy_for",
+    "expire_sweep",
+    "retry_policy_for",
+    "settle_attempt",
+]
+
+logger = logging.getLogger(__name__)
+
+# The disposition a survey ends with when its last attempt ended this way and no attempt is left.
+SETTLED_DISPOSITIONS: dict[str, Disposition] = {
+    AttemptStatus.BUSY: Disposition.BUSY,
+    AttemptStatus.NO_ANSWER: Disposition.NO_ANSWER,
+    AttemptStatus.MACHINE: Disposition.MACHINE,
+    AttemptStatus.FAILED: Disposition.FAILED,
+    AttemptStatus.CANCELED: Disposition.NO_ANSWER,
+    AttemptStatus.UNDELIVERED: Disposition.UNDELIVERED,
+}
+# An open conversation (a live call, an SMS awaiting replies) is left this long past expiry.
+CONVERSATION_GRACE = timedelta(hours=2)
+
+
+class Settled(StrEnum):
+    """What settle_attempt did besides the NextAction values (retry, fallback, expire, done)."""
+
+    ALREADY_DONE = "already_done"  # the survey had its final disposition: nothing changed
+    SUPERSEDED = "superseded"  # a newer attempt exists (a late callback): nothing changed
+
+
+def settle_attempt(
+    session: Session, survey: Survey, attempt: Attempt, settings: Settings, now: datetime
+) -> str:
+    """Retry, fall back, expire or end the survey after an attempt without a conversation outcome.
+
+    Returns the action taken: "retry", "fallback", "expire", "done", or "already_done" /
+    "superseded" when nothing changed. Always clears the lease of a survey it changes.
+    """
+    status = AttemptStatus(attempt.status)
+    if status not in SETTLED_DISPOSITIONS:
+        raise ValueError(
+            f"attempt status {status} is not settled by retries (one of {', '.join(SETTLED_DISPOSITIONS)})"
+        )
+    if survey.state == SurveyState.DONE:
+        return Settled.ALREADY_DONE
+    latest = session.scalar(select(func.max(Attempt.id)).where(Attempt.survey_id == survey.id))
+    if latest is not None and latest != attempt.id:
+        return Settled.SUPERSEDED
+
+    if survey.first_attempt_at is None:  # the attempt counts, even if its result was never stored
+        survey.first_attempt_at = attempt.created_at
+    campaign = session.get(Campaign, survey.campaign_id)
+    item = session.get(ServiceItem, survey.item_id)
+    assert campaign is not None and item is not None  # foreign keys
+    retry = retry_policy_for(campaign)
+    channel = Channel(attempt.channel)
+    if channel not in retry.channel_order:  # the campaign dropped this channel since
+        action = NextAction.DONE
+        step_at, step_channel = None, channel
+    else:
+        attempts_on_channel = session.scalar(
+            select(func.count()).where(Attempt.survey_id == survey.id, Attempt.channel == channel)
+        )
+        step = next_step(
+            retry,
+            contact_policy_for(campaign, settings),
+            channel=channel,
+            attempts_on_channel=max(1, int(attempts_on_channel or 0)),
+            last_attempt_at=attempt.created_at,
+            first_attempt_at=survey.first_attempt_at,
+            is_mobile=item.phone_kind == PhoneKind.MOBILE,
+            now=now,
+        )
+        action, step_at, step_channel = step.action, step.at, step.channel
+    if (
+        action is NextAction.FALLBACK
+        and item.phone_e164
+        and is_opted_out(session, item.phone_e164, step_channel)
+    ):
+        action = NextAction.DONE
+
+    if action in (NextAction.RETRY, NextAction.FALLBACK):
+        survey.state = SurveyState.SCHEDULED
+        survey.channel = step_channel
+        survey.next_attempt_at = step_at
+        survey.lease_owner = None
+        survey.lease_expires_at = None
+        survey.updated_at = now
+    elif action is NextAction.EXPIRE:
+        finish_survey(session, survey, Disposition.NOT_CONTACTED, now)
+    else:
+        finish_survey(session, survey, SETTLED_DISPOSITIONS[status], now)
+    logger.debug("survey %s after attempt %s (%s): %s", survey.id, attempt.id, status, action)
+    return action.value
+
+
+def expire_sweep(session: Session, settings: Settings, now: datetime) -> dict[str, int]:
+    """End the surveys that can no longer be contacted in time (the caller commits)."""
+    counts = {"expired_scheduled": 0, "expired_unattempted": 0, "closed_open": 0}
+    begin_write(session)
+    for campaign in session.scalars(select(Campaign).order_by(Campaign.id)):
+        rules = rules_for(campaign, settings)
+        finished = {
+            "state": SurveyState.DONE,
+            "finished_at": now,
+            "next_attempt_at": None,
+            "updated_at": now,
+        }
+        of_campaign = (Survey.campaign_id == campaign.id,)
+        attempted_before = now - rules.retry.expire_after
+        result = session.execute(
+            update(Survey)
+            .where(
+                *of_campaign,
+                Survey.state == SurveyState.SCHEDULED,
+                Survey.first_attempt_at <= attempted_before,
+            )
+            .values(disposition=Disposition.NOT_CONTACTED, **finished)
+            .execution_options(synchronize_session=False)
+        )
+        counts["expired_scheduled"] += result.rowcount  # type: ignore[attr-defined]
+        too_old = exists().where(
+            ServiceItem.id == Survey.item_id, ServiceItem.completed_at <= now - rules.max_age
+        )
+        result = session.execute(
+            update(Survey)
+            .where(
+                *of_campaign,
+                Survey.state == SurveyState.SCHEDULED,
+                Survey.first_attempt_at.is_(None),
+                too_old,
+            )
+            .values(disposition=Disposition.NOT_CONTACTED, **finished)
+            .execution_options(synchronize_session=False)
+        )
+        counts["expired_unattempted"] += result.rowcount  # type: ignore[attr-defined]
+        # A conversation still open after expiry (an SMS never answered, a call whose final
+        # callback was lost) ends: partial if anything was answered, else no answer.
+        answered = exists().where(Answer.survey_id == Survey.id)
+        for disposition, condition in ((Disposition.PARTIAL, answered), (Disposition.NO_ANSWER, ~answered)):
+            result = session.execute(
+                update(Survey)
+                .where(
+                    *of_campaign,
+                    Survey.state == SurveyState.IN_PROGRESS,
+                    Survey.first_attempt_at <= attempted_before - CONVERSATION_GRACE,
+                    condition,
+                )
+                .values(disposition=disposition, **finished)
+                .execution_options(synchronize_session=False)
+            )
+            counts["closed_open"] += result.rowcount  # type: ignore[attr-defined]
+    return counts
