@@ -1,13 +1,16 @@
-"""Every table of the store, gathered so metadata (and Alembic) sees them all."""
+"""Every table and index of the store, gathered so metadata (and Alembic) sees them all."""
 
-from models import (  # noqa: F401 - imported for their tables
+from models import (  # noqa: F401 - imported for their tables and indexes
     campaigns,
     cases,
     departments,
     items,
     messages,
+    metrics,
     optouts,
+    picks,
     quarters,
+    scheduling,
     staff,
     surveys,
 )
