@@ -52,7 +52,6 @@ class Context:
             self._sessions = make_sessionmaker(self.engine)
         return self._sessions
 
-
     def close(self) -> None:
         """Release the database connections this command opened."""
         if self._engine is not None:
@@ -195,9 +194,7 @@ def demo_data(count: int, out: Path, seed: int) -> None:
     """Generate a realistic county service centre's completed items as an import file."""
     from console.demo_data import write_items
 
-    written = write_items(
-        out, count, now=datetime.now(UTC), seed=seed, progress=sys.stderr.isatty()
-    )
+    written = write_items(out, count, now=datetime.now(UTC), seed=seed, progress=sys.stderr.isatty())
     click.echo(f"wrote {written} items to {out}")
 
 
@@ -224,3 +221,58 @@ def demo(ctx: Context, count: int, port: int, no_serve: bool) -> None:
     from console.demo import run_demo
 
     run_demo(ctx.settings, count=count, port=port, serve=not no_serve, echo=click.echo)
+
+
+@main.command()
+@click.option("--survey", "survey_id", type=int, help="Call for this survey (a new attempt).")
+@click.option("--item", "item_id", type=int, help="Call about this service item (a try-out survey).")
+@click.option("--language", type=click.Choice(["zh-CN", "en-US"]), help="Language of a try-out survey.")
+@pass_ctx
+def call(ctx: Context, survey_id: int | None, item_id: int | None, language: str | None) -> None:
+    """Play a survey call in the terminal: hear the prompts, type the keys (Enter alone = silence)."""
+    from console.call import CallError, play_call, prepare_call
+    from ivr.simulator import TerminalPersona
+    from models.phones import mask_phone
+    from models.survey_ops import answers_of
+
+    if (survey_id is None) == (item_id is None):
+        raise click.UsageError("give exactly one of --survey ID or --item ID")
+    now = datetime.now(UTC)
+    with ctx.sessions() as session:
+        try:
+            survey, attempt = prepare_call(
+                session, ctx.settings, survey_id=survey_id, item_id=item_id, language=language, now=now
+            )
+        except CallError as exc:
+            raise click.ClickException(str(exc)) from exc
+        session.commit()
+        click.echo(
+            f"calling {mask_phone(survey.item.phone_e164)} for survey {survey.id} "
+            "(keys: digits, # to finish; Enter alone = silence; h = hang up)"
+        )
+    record = play_call(ctx.settings, survey, attempt, TerminalPersona())
+    with ctx.sessions() as session:
+        done = session.get(type(survey), survey.id)
+        answers = {q: a.value for q, a in answers_of(session, done).items()} if done else {}
+        click.echo(
+            f"call ended ({record.status}); survey {survey.id}: "
+            f"{done.state if done else '?'} {done.disposition or '' if done else ''} answers {answers}"
+        )
+
+
+def _register_commands() -> None:
+    from console.cli_cycle import COMMANDS as cycle_commands
+    from console.cli_scheduler import campaign, scheduler
+    from console.cli_sms import sms
+    from console.cli_users import console, users
+
+    main.add_command(users)
+    main.add_command(console)
+    main.add_command(sms)
+    main.add_command(campaign)
+    main.add_command(scheduler)
+    for command in cycle_commands:
+        main.add_command(command)
+
+
+_register_commands()

@@ -157,3 +157,121 @@ def intake_options(settings):
     from console.cli import intake_options as build
 
     return build(settings)
+
+
+@pytest.fixture
+def create_item(session, create_department):
+    """Factory: a completed service item (a mobile number by default)."""
+    from models.items import ServiceItem
+
+    counter = {"n": 0}
+    departments: dict[str, Any] = {}
+
+    def make(**overrides: Any) -> ServiceItem:
+        counter["n"] += 1
+        code = overrides.pop("department_code", "SWJ")
+        if "department_id" not in overrides:
+            if code not in departments:
+                departments[code] = create_department(code=code, name="税务局" if code == "SWJ" else code)
+            overrides["department_id"] = departments[code].id
+        fields = {
+            "source": "test",
+            "external_id": f"E{counter['n']:05d}",
+            "matter": "契税申报",
+            "phone_raw": f"1380013{counter['n']:04d}",
+            "phone_e164": f"+861380013{counter['n']:04d}",
+            "phone_kind": "mobile",
+            "completed_at": datetime(2026, 11, 10, 2, 30, tzinfo=UTC),
+        }
+        fields.update(overrides)
+        item = ServiceItem(**fields)
+        session.add(item)
+        session.flush()
+        return item
+
+    return make
+
+
+@pytest.fixture
+def create_campaign(session):
+    """Factory: an active campaign with a default configuration."""
+    from models.campaigns import Campaign
+
+    counter = {"n": 0}
+
+    def make(**overrides: Any) -> Campaign:
+        counter["n"] += 1
+        from scheduler.campaigns import CampaignDefinition
+
+        name = overrides.get("name", f"campaign-{counter['n']}")
+        # A configuration the scheduler accepts: the same defaults `campaign apply` would store.
+        config = CampaignDefinition.model_validate({"name": name}).model_dump(mode="json", exclude={"status"})
+        fields = {"name": name, "status": "active", "seed": f"seed-{counter['n']}", "config": config}
+        fields.update(overrides)
+        campaign = Campaign(**fields)
+        session.add(campaign)
+        session.flush()
+        return campaign
+
+    return make
+
+
+@pytest.fixture
+def create_survey(session, create_item, create_campaign):
+    """Factory: a survey in progress on a channel, with one placed attempt."""
+    from models.surveys import Attempt, AttemptStatus, Survey, SurveyState
+
+    counter = {"n": 0}
+
+    def make(channel: str = "voice", *, item=None, campaign=None, language="zh-CN", **overrides: Any):
+        counter["n"] += 1
+        item = item or create_item()
+        campaign = campaign or create_campaign()
+        fields = {
+            "campaign_id": campaign.id,
+            "item_id": item.id,
+            "token": f"tok{counter['n']:04d}{uuid.uuid4().hex[:12]}",
+            "department_id": item.department_id,
+            "quarter": "2026Q4",
+            "language": language,
+            "channel": channel,
+            "state": SurveyState.IN_PROGRESS,
+        }
+        fields.update(overrides)
+        survey = Survey(**fields)
+        session.add(survey)
+        session.flush()
+        attempt = Attempt(
+            survey_id=survey.id,
+            channel=channel,
+            number=1,
+            provider_id=f"CA{uuid.uuid4().hex}" if channel == "voice" else f"SM{uuid.uuid4().hex}",
+            from_number="+12025550100",
+            status=AttemptStatus.QUEUED,
+        )
+        session.add(attempt)
+        session.flush()
+        return survey, attempt
+
+    return make
+
+
+@pytest.fixture
+def twilio_post(client, settings):
+    """POST a form to the public app signed as Twilio signs it (or not, or wrongly)."""
+    from ivr.twilio_adapter import sign_request
+
+    def post(path: str, form: dict[str, str], *, sign: str | None = "valid"):
+        url = settings.app.public_base_url + path
+        headers = {}
+        if sign == "valid":
+            headers["X-Twilio-Signature"] = sign_request(settings.twilio.auth_token, url, form)
+        elif sign == "wrong-url":
+            headers["X-Twilio-Signature"] = sign_request(
+                settings.twilio.auth_token, "http://internal:8000" + path, form
+            )
+        elif sign == "wrong-token":
+            headers["X-Twilio-Signature"] = sign_request("not-the-token", url, form)
+        return client.post(path, data=form, headers=headers)
+
+    return post

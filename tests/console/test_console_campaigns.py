@@ -1,0 +1,98 @@
+"""Campaign pages: create and edit with the scheduler's validation, previews, pause and resume."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from models.campaigns import Campaign
+from models.staff import AuditEvent
+
+FORM = {
+    "name": "2026 Q4 visits",
+    "status": "active",
+    "departments": "SWJ",
+    "sampling_rate": "0.5",
+    "channels": "voice sms",
+    "delay": "2h",
+    "max_age": "30d",
+    "expire_after": "3d",
+    "retry_voice": "30m 2h",
+    "retry_sms": "",
+    "windows": "09:00-12:00\n14:00-20:00",
+    "working_days_only": "on",
+    "script": "default",
+    "language": "zh-CN",
+    "sms_max_segments": "3",
+    "sms_text_zh-CN": "您好，{org}回访：您在{department}办理了{matter}，请回复1-5评价。回复TD退订",
+    "action": "save",
+}
+
+
+def test_admin_creates_a_campaign_through_the_scheduler_validation(admin, departments, session):
+    response = admin.post("/campaigns/new", FORM)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    campaign = session.scalars(select(Campaign).where(Campaign.name == "2026 Q4 visits")).one()
+    assert campaign.status == "active" and campaign.config["departments"] == ["SWJ"]
+    assert campaign.config["sampling_rate"] == 0.5
+    assert campaign.config["retry"] == {"voice": "30m 2h", "sms": ""}
+    assert session.scalars(select(AuditEvent).where(AuditEvent.action == "campaign_created")).one()
+    page = admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert "2026 Q4 visits" in page and 'id="previews"' in page
+
+
+def test_invalid_fields_are_named_and_nothing_is_saved(admin, departments, session):
+    bad = {**FORM, "windows": "09:00-12:00\n20:00-14:00", "departments": "NOPE", "sampling_rate": "2",
+           "delay": "soon", "sms_text_en-US": "Dear {citizen}"}
+    response = admin.post("/campaigns/new", bad)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    for key in ("windows[1]", "sampling_rate", "delay", "sms_text.en-US"):
+        assert key in page, key
+    assert session.scalars(select(Campaign)).first() is None
+
+
+def test_preview_shows_voice_script_and_sms_text_per_language_without_saving(admin, departments, session):
+    response = admin.post("/campaigns/new", {**FORM, "action": "preview"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'lang="zh-CN"' in page and 'lang="en-US"' in page
+    assert "非常满意请按1" in page and "Very satisfied, press 1" in page
+    assert "税务局" in page and "回复TD退订" in page and "条短信计费" in page
+    assert session.scalars(select(Campaign)).first() is None
+
+
+def test_edit_keeps_the_name_and_pause_resume_change_the_status(admin, departments, session):
+    admin.post("/campaigns/new", FORM)
+    campaign = session.scalars(select(Campaign)).one()
+    assert admin.get(f"/campaigns/{campaign.id}/edit").status_code == 200
+    changed = {**FORM, "name": "renamed", "sampling_rate": "0.2", "status": ""}
+    response = admin.post(f"/campaigns/{campaign.id}/edit", changed)
+    assert response.status_code == 302
+    session.refresh(campaign)
+    assert campaign.name == "2026 Q4 visits" and campaign.config["sampling_rate"] == 0.2
+    admin.post(f"/campaigns/{campaign.id}/pause")
+    session.refresh(campaign)
+    assert campaign.status == "paused"
+    admin.post(f"/campaigns/{campaign.id}/resume")
+    session.refresh(campaign)
+    assert campaign.status == "active"
+    actions = session.scalars(select(AuditEvent.action).where(AuditEvent.target_type == "campaign")).all()
+    assert {"campaign_created", "campaign_changed", "campaign_pause", "campaign_resume"} <= set(actions)
+    assert admin.post(f"/campaigns/{campaign.id}/explode").status_code == 404
+
+
+def test_a_second_campaign_with_the_same_name_is_refused(admin, departments, session):
+    admin.post("/campaigns/new", FORM)
+    response = admin.post("/campaigns/new", {**FORM, "sampling_rate": "0.1"})
+    assert response.status_code == 422
+    assert session.scalars(select(Campaign)).one().config["sampling_rate"] == 0.5
+
+
+def test_supervisor_sees_campaigns_but_cannot_change_them(admin, supervisor, departments, session):
+    admin.post("/campaigns/new", FORM)
+    campaign = session.scalars(select(Campaign)).one()
+    assert "2026 Q4 visits" in supervisor.get("/campaigns").get_data(as_text=True)
+    assert supervisor.get(f"/campaigns/{campaign.id}").status_code == 200
+    assert supervisor.post(f"/campaigns/{campaign.id}/pause").status_code == 403
+    assert supervisor.get(f"/campaigns/{campaign.id}/edit").status_code == 403
+    assert admin.get("/campaigns/999999").status_code == 404
