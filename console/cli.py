@@ -212,15 +212,16 @@ def serve(ctx: Context, host: str, port: int) -> None:
 
 
 @main.command()
-@click.option("--items", "count", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--no-serve", is_flag=True, help="Set up and import, then exit (used by tests).")
+@click.option("--items", "count", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int, help="Webhook port (console: +1).")
+@click.option("--no-serve", is_flag=True, help="Set up and import, then exit.")
+@click.option("--ticks", type=click.IntRange(min=1), help="Stop after this many scheduler ticks.")
 @pass_ctx
-def demo(ctx: Context, count: int, port: int, no_serve: bool) -> None:
-    """Run the demo on the embedded SQLite default: set up, generate and import items, serve."""
+def demo(ctx: Context, count: int, port: int, no_serve: bool, ticks: int | None) -> None:
+    """Run the whole loop on the embedded SQLite default with simulated phones (Ctrl-C stops)."""
     from console.demo import run_demo
 
-    run_demo(ctx.settings, count=count, port=port, serve=not no_serve, echo=click.echo)
+    run_demo(ctx.settings, count=count, port=port, serve=not no_serve, echo=click.echo, ticks=ticks)
 
 
 @main.command()
