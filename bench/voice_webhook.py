@@ -45,30 +45,92 @@ def build_store(url: str, count: int) -> list[tuple[str, str, str]]:
     engine = make_engine(url)
     migrate.upgrade(engine)
     now = datetime.now(UTC)
-    state = start(default_script(), ItemContext("org", "税务局", "契税申报", now.date()), "survey", "voice").state
+    state = start(
+        default_script(), ItemContext("org", "税务局", "契税申报", now.date()), "survey", "voice"
+    ).state
     requests = []
     with engine.begin() as conn:
-        dept = conn.execute(insert(Department).returning(Department.id), {"code": "SWJ", "name": "税务局", "kind": "service", "created_at": now}).scalar_one()
-        campaign = conn.execute(insert(Campaign).returning(Campaign.id), {"name": "bench", "status": "active", "seed": "b", "config": {"script": "default"}, "created_at": now, "updated_at": now}).scalar_one()
-        conn.execute(insert(ServiceItem), [
-            {"id": i + 1, "source": "bench", "external_id": f"B{i}", "department_id": dept, "matter": "契税申报",
-             "phone_e164": f"+86199{i:08d}", "phone_kind": "mobile", "completed_at": now, "imported_at": now, "updated_at": now}
-            for i in range(count)
-        ])
+        dept = conn.execute(
+            insert(Department).returning(Department.id),
+            {"code": "SWJ", "name": "税务局", "kind": "service", "created_at": now},
+        ).scalar_one()
+        campaign = conn.execute(
+            insert(Campaign).returning(Campaign.id),
+            {
+                "name": "bench",
+                "status": "active",
+                "seed": "b",
+                "config": {"script": "default"},
+                "created_at": now,
+                "updated_at": now,
+            },
+        ).scalar_one()
+        conn.execute(
+            insert(ServiceItem),
+            [
+                {
+                    "id": i + 1,
+                    "source": "bench",
+                    "external_id": f"B{i}",
+                    "department_id": dept,
+                    "matter": "契税申报",
+                    "phone_e164": f"+86199{i:08d}",
+                    "phone_kind": "mobile",
+                    "completed_at": now,
+                    "imported_at": now,
+                    "updated_at": now,
+                }
+                for i in range(count)
+            ],
+        )
         surveys, attempts = [], []
         for i in range(count):
             sid = f"CA{i:032x}"
-            surveys.append({"id": i + 1, "campaign_id": campaign, "item_id": i + 1, "kind": "survey", "token": f"bench{i:010d}",
-                            "department_id": dept, "quarter": "2026Q4", "language": "zh-CN", "state": "in_progress",
-                            "channel": "voice", "script_state": {"engine": state, "channel": "voice", "call_sid": sid,
-                                                                  "last_request": "answer", "last_twiml": ""},
-                            "created_at": now, "updated_at": now})
-            attempts.append({"survey_id": i + 1, "channel": "voice", "number": 1, "provider_id": sid,
-                             "status": "in_progress", "created_at": now})
-            form = {"CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": "+12025550100", "To": f"+86199{i:08d}",
-                    "CallStatus": "in-progress", "Direction": "outbound-api", "ApiVersion": "2010-04-01", "Digits": "1"}
+            surveys.append(
+                {
+                    "id": i + 1,
+                    "campaign_id": campaign,
+                    "item_id": i + 1,
+                    "kind": "survey",
+                    "token": f"bench{i:010d}",
+                    "department_id": dept,
+                    "quarter": "2026Q4",
+                    "language": "zh-CN",
+                    "state": "in_progress",
+                    "channel": "voice",
+                    "script_state": {
+                        "engine": state,
+                        "channel": "voice",
+                        "call_sid": sid,
+                        "last_request": "answer",
+                        "last_twiml": "",
+                    },
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            attempts.append(
+                {
+                    "survey_id": i + 1,
+                    "channel": "voice",
+                    "number": 1,
+                    "provider_id": sid,
+                    "status": "in_progress",
+                    "created_at": now,
+                }
+            )
+            form = {
+                "CallSid": sid,
+                "AccountSid": "AC" + "0" * 32,
+                "From": "+12025550100",
+                "To": f"+86199{i:08d}",
+                "CallStatus": "in-progress",
+                "Direction": "outbound-api",
+                "ApiVersion": "2010-04-01",
+                "Digits": "1",
+            }
             public = voice_gather_url(settings.app.public_base_url, f"bench{i:010d}", 0)
-            path = public[len(settings.app.public_base_url):]
+            path = public[len(settings.app.public_base_url) :]
             requests.append((path, urlencode(form), sign_request(settings.twilio.auth_token, public, form)))
         conn.execute(insert(Survey), surveys)
         conn.execute(insert(Attempt), attempts)
@@ -101,10 +163,14 @@ def main() -> None:
         targets = [("SQLite", f"sqlite:///{tmp}/voice.db")]
         if not args.skip_pg:
             targets.append(("PostgreSQL", fresh_postgres(args.pg_url)))
-        print(f"bare Flask endpoint: {baseline.requests_per_second:,.0f} req/s, "
-              f"p50 {baseline.p50_ms:.1f} ms, p99 {baseline.p99_ms:.1f} ms")
-        print(f"{'database':<12}{'req/s':>9}{'target':>9}{'p50 ms':>8}{'p99 ms':>8}{'target':>8}"
-              f"{'ratio':>7}{'target':>8}{'worker RSS MB':>15}  result")
+        print(
+            f"bare Flask endpoint: {baseline.requests_per_second:,.0f} req/s, "
+            f"p50 {baseline.p50_ms:.1f} ms, p99 {baseline.p99_ms:.1f} ms"
+        )
+        print(
+            f"{'database':<12}{'req/s':>9}{'target':>9}{'p50 ms':>8}{'p99 ms':>8}{'target':>8}"
+            f"{'ratio':>7}{'target':>8}{'worker RSS MB':>15}  result"
+        )
         for name, url in targets:
             requests = build_store(url, args.surveys)
             requests_file = Path(tmp) / f"{name}.tsv"
@@ -116,13 +182,21 @@ def main() -> None:
             rss = server.worker_rss_mb()
             server.stop()
             ratio = result.requests_per_second / baseline.requests_per_second
-            ok = (result.requests_per_second >= TARGETS[name] and result.p99_ms < P99_TARGET_MS
-                  and ratio >= RATIO_TARGET and result.requests <= args.surveys)
-            print(f"{name:<12}{result.requests_per_second:>9,.0f}{'>= ' + str(TARGETS[name]):>9}"
-                  f"{result.p50_ms:>8.1f}{result.p99_ms:>8.1f}{'< 25':>8}{ratio:>7.0%}{'>= 35%':>8}"
-                  f"{rss:>15.0f}  {'ok' if ok else 'MISSED'}  (errors: {result.errors})")
+            ok = (
+                result.requests_per_second >= TARGETS[name]
+                and result.p99_ms < P99_TARGET_MS
+                and ratio >= RATIO_TARGET
+                and result.requests <= args.surveys
+            )
+            print(
+                f"{name:<12}{result.requests_per_second:>9,.0f}{'>= ' + str(TARGETS[name]):>9}"
+                f"{result.p50_ms:>8.1f}{result.p99_ms:>8.1f}{'< 25':>8}{ratio:>7.0%}{'>= 35%':>8}"
+                f"{rss:>15.0f}  {'ok' if ok else 'MISSED'}  (errors: {result.errors})"
+            )
             if result.requests > args.surveys:
-                print(f"  note: {result.requests} requests > {args.surveys} surveys; rerun with more --surveys")
+                print(
+                    f"  note: {result.requests} requests > {args.surveys} surveys; rerun with more --surveys"
+                )
 
 
 def _bare_requests(tmp: Path) -> Path:

@@ -75,12 +75,24 @@ def free_port() -> int:
 class Gunicorn:
     """A gunicorn server with sync workers, stopped on exit."""
 
-    def __init__(self, app: str, *, workers: int = 2, env: dict[str, str] | None = None, cwd: str | None = None):
+    def __init__(
+        self, app: str, *, workers: int = 2, env: dict[str, str] | None = None, cwd: str | None = None
+    ):
         self.port = free_port()
         exe = Path(sys.executable).with_name("gunicorn")
         self.proc = subprocess.Popen(
-            [str(exe), "--workers", str(workers), "--worker-class", "sync", "--bind",
-             f"127.0.0.1:{self.port}", "--log-level", "warning", app],
+            [
+                str(exe),
+                "--workers",
+                str(workers),
+                "--worker-class",
+                "sync",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--log-level",
+                "warning",
+                app,
+            ],
             env={**os.environ, **(env or {})},
             cwd=cwd,
         )
@@ -126,15 +138,30 @@ def write_requests(path: Path, rows: Iterable[tuple[str, str, str]]) -> None:
             fh.write("\t".join(row) + "\n")
 
 
-def run_wrk(port: int, requests_file: Path, *, threads: int = 2, connections: int = 16, seconds: int = 10) -> LoadResult:
+def run_wrk(
+    port: int, requests_file: Path, *, threads: int = 2, connections: int = 16, seconds: int = 10
+) -> LoadResult:
     """Load a server from loopback with wrk and return its figures."""
     wrk = ensure_wrk()
     script = requests_file.with_suffix(".lua")
     script.write_text(WRK_LUA, encoding="utf-8")
     out = subprocess.run(
-        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-         f"http://127.0.0.1:{port}", "--", str(threads), str(requests_file)],
-        capture_output=True, text=True, check=True,
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+            "--",
+            str(threads),
+            str(requests_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -146,5 +173,7 @@ def run_wrk(port: int, requests_file: Path, *, threads: int = 2, connections: in
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    errors = ", ".join(line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line)
+    errors = ", ".join(
+        line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line
+    )
     return LoadResult(rate, percentile("50"), percentile("99"), total, errors or "none")

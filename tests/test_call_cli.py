@@ -20,9 +20,15 @@ def seed_item(db_url):
         dept = Department(code="SCJ", name="市场监督管理局")
         session.add(dept)
         session.flush()
-        item = ServiceItem(source="t", external_id="X1", department_id=dept.id, matter="企业开办登记",
-                           phone_e164="+8619900001234", phone_kind="mobile",
-                           completed_at=datetime(2026, 11, 20, 3, 0, tzinfo=UTC))
+        item = ServiceItem(
+            source="t",
+            external_id="X1",
+            department_id=dept.id,
+            matter="企业开办登记",
+            phone_e164="+8619900001234",
+            phone_kind="mobile",
+            completed_at=datetime(2026, 11, 20, 3, 0, tzinfo=UTC),
+        )
         session.add(item)
         session.commit()
         item_id = item.id
@@ -33,8 +39,11 @@ def test_call_plays_the_script_in_the_terminal_and_stores_the_answers(tmp_path):
     db_url = f"sqlite:///{tmp_path}/call.db"
     engine, item_id = seed_item(db_url)
     result = CliRunner().invoke(
-        main, ["call", "--item", str(item_id)], input="4\n3#\n\n",
-        env={"RETURNVISIT_DATABASE_URL": db_url}, catch_exceptions=False,
+        main,
+        ["call", "--item", str(item_id)],
+        input="4\n3#\n\n",
+        env={"RETURNVISIT_DATABASE_URL": db_url},
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     assert "市场监督管理局" in result.output and "企业开办登记" in result.output

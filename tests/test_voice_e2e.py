@@ -20,7 +20,9 @@ def network(app, settings):
 def settled(monkeypatch):
     """Record what the status webhook hands to the scheduler (retries are the scheduler's tests)."""
     calls = []
-    monkeypatch.setattr("scheduler.outcomes.settle_attempt", lambda s, sv, at, st, now: calls.append(at.status))
+    monkeypatch.setattr(
+        "scheduler.outcomes.settle_attempt", lambda s, sv, at, st, now: calls.append(at.status)
+    )
     return calls
 
 

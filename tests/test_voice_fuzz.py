@@ -5,12 +5,44 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FIELDS = ["CallSid", "Digits", "CallStatus", "AnsweredBy", "RecordingUrl", "RecordingDuration",
-          "RecordingStatus", "CallDuration", "ErrorCode", "From", "To", "SpeechResult"]
+FIELDS = [
+    "CallSid",
+    "Digits",
+    "CallStatus",
+    "AnsweredBy",
+    "RecordingUrl",
+    "RecordingDuration",
+    "RecordingStatus",
+    "CallDuration",
+    "ErrorCode",
+    "From",
+    "To",
+    "SpeechResult",
+]
 values = st.one_of(
     st.text(max_size=40),
-    st.sampled_from(["", "1", "4", "13#", "#", "0", "8", "9", "hangup", "completed", "busy", "no-answer",
-                     "machine_start", "human", "-5", "1e9", "nan", "in-progress"]),
+    st.sampled_from(
+        [
+            "",
+            "1",
+            "4",
+            "13#",
+            "#",
+            "0",
+            "8",
+            "9",
+            "hangup",
+            "completed",
+            "busy",
+            "no-answer",
+            "machine_start",
+            "human",
+            "-5",
+            "1e9",
+            "nan",
+            "in-progress",
+        ]
+    ),
 )
 forms = st.dictionaries(st.sampled_from(FIELDS), values, max_size=8)
 queries = st.fixed_dictionaries(
@@ -21,18 +53,25 @@ queries = st.fixed_dictionaries(
         "seq": st.one_of(st.text(max_size=4), st.integers(-1, 50).map(str)),
     },
 )
-paths = st.sampled_from(["/twilio/voice", "/twilio/voice/gather", "/twilio/voice/status", "/twilio/voice/recording"])
+paths = st.sampled_from(
+    ["/twilio/voice", "/twilio/voice/gather", "/twilio/voice/status", "/twilio/voice/recording"]
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=paths, query=queries, form=forms)
-def test_random_signed_voice_forms_never_get_a_server_error(twilio_post, create_survey, caplog, path, query, form):
+def test_random_signed_voice_forms_never_get_a_server_error(
+    twilio_post, create_survey, caplog, path, query, form
+):
     from urllib.parse import urlencode
 
     caplog.clear()
 
     survey, attempt = create_survey()
-    query = {k: (survey.token if v == "TOKEN" else str(attempt.id) if v == "ATTEMPT" else v) for k, v in query.items()}
+    query = {
+        k: (survey.token if v == "TOKEN" else str(attempt.id) if v == "ATTEMPT" else v)
+        for k, v in query.items()
+    }
     # Twilio never sends NUL characters; werkzeug would refuse them before our code runs.
     form = {k: v.replace("\x00", "") for k, v in form.items()}
     url = path + ("?" + urlencode(query) if query else "")

@@ -8,7 +8,7 @@ from sqlalchemy.exc import OperationalError
 
 from ivr.urls import voice_gather_url, voice_status_url, voice_url
 from models.optouts import OptOut
-from models.surveys import Answer, Attempt, AttemptStatus, Survey, SurveyState
+from models.surveys import Answer, Attempt, AttemptStatus, SurveyState
 
 BASE = "http://127.0.0.1:5000"
 
@@ -87,8 +87,17 @@ def test_english_survey_speaks_english(session, twilio_post, create_survey):
         ([None, None], {}, "break_off", ["<Hangup"]),
         (["4", "7#", "#"], {"rating": "dissatisfied"}, "partial", ["<Hangup"]),
     ],
-    ids=["very-satisfied", "basic", "bad-with-categories", "very-bad", "not-eligible", "repeat", "invalid-twice",
-         "silence-twice", "bad-then-invalid-categories"],
+    ids=[
+        "very-satisfied",
+        "basic",
+        "bad-with-categories",
+        "very-bad",
+        "not-eligible",
+        "repeat",
+        "invalid-twice",
+        "silence-twice",
+        "bad-then-invalid-categories",
+    ],
 )
 def test_keypad_paths_store_answers_and_disposition(
     session, twilio_post, create_survey, keys, expected_answers, disposition, twiml_has
@@ -111,9 +120,11 @@ def test_record_action_and_recording_status_keep_the_comment(session, twilio_pos
     answer_call(twilio_post, survey, attempt)
     press(twilio_post, survey, attempt, 0, "4")
     body = press(twilio_post, survey, attempt, 1, "3#").get_data(as_text=True)
-    assert f"recordingStatusCallback=\"{BASE}/twilio/voice/recording?survey={survey.token}\"" in body
+    assert f'recordingStatusCallback="{BASE}/twilio/voice/recording?survey={survey.token}"' in body
     url = "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE1"
-    done = press(twilio_post, survey, attempt, 2, "#", RecordingUrl=url, RecordingDuration="12", RecordingSid="RE1")
+    done = press(
+        twilio_post, survey, attempt, 2, "#", RecordingUrl=url, RecordingDuration="12", RecordingSid="RE1"
+    )
     assert "<Hangup" in done.get_data(as_text=True)
     status = twilio_post(
         f"/twilio/voice/recording?survey={survey.token}",
@@ -121,7 +132,9 @@ def test_record_action_and_recording_status_keep_the_comment(session, twilio_pos
     )
     assert status.status_code == 204
     session.expire_all()
-    comment = session.scalars(select(Answer).where(Answer.survey_id == survey.id, Answer.question == "comment")).one()
+    comment = session.scalars(
+        select(Answer).where(Answer.survey_id == survey.id, Answer.question == "comment")
+    ).one()
     assert (comment.recording_url, comment.recording_duration) == (url + ".wav", 13)
     assert reload(session, survey).disposition == "complete"
 
@@ -175,7 +188,9 @@ def test_finished_survey_gets_a_polite_goodbye(session, twilio_post, create_surv
 
 @pytest.mark.parametrize("sign", [None, "wrong-url", "wrong-token"], ids=["missing", "wrong-url", "forged"])
 @pytest.mark.parametrize("endpoint", ["answer", "gather", "status", "recording"])
-def test_bad_signatures_are_refused_and_store_nothing(session, twilio_post, create_survey, sign, endpoint, caplog):
+def test_bad_signatures_are_refused_and_store_nothing(
+    session, twilio_post, create_survey, sign, endpoint, caplog
+):
     survey, attempt = create_survey()
     paths = {
         "answer": path_of(voice_url(BASE, survey.token, attempt.id)),
@@ -183,7 +198,9 @@ def test_bad_signatures_are_refused_and_store_nothing(session, twilio_post, crea
         "status": path_of(voice_status_url(BASE, survey.token, attempt.id)),
         "recording": f"/twilio/voice/recording?survey={survey.token}",
     }
-    form = call_form(attempt, Digits="1", CallStatus="completed", RecordingUrl="http://x/r", RecordingDuration="5")
+    form = call_form(
+        attempt, Digits="1", CallStatus="completed", RecordingUrl="http://x/r", RecordingDuration="5"
+    )
     response = twilio_post(paths[endpoint], form, sign=sign)
     assert response.status_code == 403
     assert "forged or unsigned" in caplog.text
@@ -193,15 +210,21 @@ def test_bad_signatures_are_refused_and_store_nothing(session, twilio_post, crea
     assert reload(session, survey).script_state == {}
 
 
-def test_answering_machine_is_hung_up_on_and_counts_as_an_attempt(session, twilio_post, create_survey, monkeypatch):
+def test_answering_machine_is_hung_up_on_and_counts_as_an_attempt(
+    session, twilio_post, create_survey, monkeypatch
+):
     survey, attempt = create_survey()
     body = answer_call(twilio_post, survey, attempt, AnsweredBy="machine_start").get_data(as_text=True)
     assert "<Hangup" in body and "<Gather" not in body
     assert reload(session, attempt).answered_by == "machine_start"
     settled = []
-    monkeypatch.setattr("scheduler.outcomes.settle_attempt", lambda s, sv, at, st, now: settled.append(at.status))
-    twilio_post(path_of(voice_status_url(BASE, survey.token, attempt.id)),
-                call_form(attempt, CallStatus="completed", CallDuration="3"))
+    monkeypatch.setattr(
+        "scheduler.outcomes.settle_attempt", lambda s, sv, at, st, now: settled.append(at.status)
+    )
+    twilio_post(
+        path_of(voice_status_url(BASE, survey.token, attempt.id)),
+        call_form(attempt, CallStatus="completed", CallDuration="3"),
+    )
     assert settled == [AttemptStatus.MACHINE]
     assert reload(session, survey).disposition == "machine"
 
@@ -233,7 +256,9 @@ def test_unreached_calls_are_settled_by_the_retry_policy(
 ):
     survey, attempt = create_survey()
     settled = []
-    monkeypatch.setattr("scheduler.outcomes.settle_attempt", lambda s, sv, at, st, now: settled.append(at.status))
+    monkeypatch.setattr(
+        "scheduler.outcomes.settle_attempt", lambda s, sv, at, st, now: settled.append(at.status)
+    )
     response = twilio_post(
         path_of(voice_status_url(BASE, survey.token, attempt.id)), call_form(attempt, CallStatus=call_status)
     )
@@ -243,7 +268,9 @@ def test_unreached_calls_are_settled_by_the_retry_policy(
     assert reload(session, survey).disposition == disposition
 
 
-def test_status_callbacks_out_of_order_never_move_a_finished_attempt_back(session, twilio_post, create_survey):
+def test_status_callbacks_out_of_order_never_move_a_finished_attempt_back(
+    session, twilio_post, create_survey
+):
     survey, attempt = create_survey()
     status_path = path_of(voice_status_url(BASE, survey.token, attempt.id))
     answer_call(twilio_post, survey, attempt)
@@ -257,14 +284,17 @@ def test_status_callbacks_out_of_order_never_move_a_finished_attempt_back(sessio
 
 def test_unknown_call_status_is_ignored_and_logged(session, twilio_post, create_survey, caplog):
     survey, attempt = create_survey()
-    response = twilio_post(path_of(voice_status_url(BASE, survey.token, attempt.id)),
-                           call_form(attempt, CallStatus="teleported"))
+    response = twilio_post(
+        path_of(voice_status_url(BASE, survey.token, attempt.id)), call_form(attempt, CallStatus="teleported")
+    )
     assert response.status_code == 204
     assert "unknown Twilio CallStatus 'teleported'" in caplog.text
     assert reload(session, attempt).status == AttemptStatus.QUEUED
 
 
-def test_database_failure_answers_an_apology_not_a_trace(session, twilio_post, create_survey, monkeypatch, caplog):
+def test_database_failure_answers_an_apology_not_a_trace(
+    session, twilio_post, create_survey, monkeypatch, caplog
+):
     survey, attempt = create_survey()
 
     def broken(*args, **kwargs):
@@ -281,7 +311,9 @@ def test_database_failure_answers_an_apology_not_a_trace(session, twilio_post, c
     assert status.status_code == 503 and status.get_data() == b""
 
 
-def test_webhook_takes_the_call_sid_when_the_dispatcher_has_not_stored_it(session, twilio_post, create_survey):
+def test_webhook_takes_the_call_sid_when_the_dispatcher_has_not_stored_it(
+    session, twilio_post, create_survey
+):
     survey, attempt = create_survey()
     attempt.provider_id = None
     session.flush()

@@ -36,12 +36,34 @@ def test_imported_items_are_picked_called_answered_and_stored(fresh_db_url):
     sessions = make_sessionmaker(engine)
     options = IntakeOptions(tz=settings.app.tz, area_code="023")
     with sessions() as session:
-        rows = [(i + 2, {k: v for k, v in zip(
-            ["external_id", "department", "department_name", "matter", "channel", "citizen_name", "phone",
-             "completed_at"], row.values(), strict=True)}) for i, row in enumerate(generate_items(240, now=now))]
+        rows = [
+            (
+                i + 2,
+                {
+                    k: v
+                    for k, v in zip(
+                        [
+                            "external_id",
+                            "department",
+                            "department_name",
+                            "matter",
+                            "channel",
+                            "citizen_name",
+                            "phone",
+                            "completed_at",
+                        ],
+                        row.values(),
+                        strict=True,
+                    )
+                },
+            )
+            for i, row in enumerate(generate_items(240, now=now))
+        ]
         importer = Importer(session, options, "loop", now=now)
         importer.import_batch(rows)
-        definition = parse_definition({**DEMO_CAMPAIGN, "sampling_rate": 1.0}, departments=department_names(session))
+        definition = parse_definition(
+            {**DEMO_CAMPAIGN, "sampling_rate": 1.0}, departments=department_names(session)
+        )
         apply_campaign(session, definition, now)
         session.commit()
     assert importer.summary.new > 200
@@ -55,8 +77,12 @@ def test_imported_items_are_picked_called_answered_and_stored(fresh_db_url):
     )
     clock = {"now": now}
     env = SchedulerEnv(
-        sessions=sessions, settings=settings, gateway=gateway, compose_sms=make_compose_sms(settings),
-        clock=lambda: clock["now"], sleep=lambda _s: None,
+        sessions=sessions,
+        settings=settings,
+        gateway=gateway,
+        compose_sms=make_compose_sms(settings),
+        clock=lambda: clock["now"],
+        sleep=lambda _s: None,
     )
     placed = 0
     for _tick in range(6):  # first attempts, then retries and SMS fallbacks as the clock moves on
@@ -68,15 +94,23 @@ def test_imported_items_are_picked_called_answered_and_stored(fresh_db_url):
     with sessions() as session:
         surveys = session.scalar(select(func.count()).select_from(Survey))
         attempts = session.scalar(select(func.count()).select_from(Attempt))
-        by_disposition = dict(session.execute(
-            select(Survey.disposition, func.count()).where(Survey.state == "done").group_by(Survey.disposition)
-        ).all())
+        by_disposition = dict(
+            session.execute(
+                select(Survey.disposition, func.count())
+                .where(Survey.state == "done")
+                .group_by(Survey.disposition)
+            ).all()
+        )
         answers = session.scalar(select(func.count()).select_from(Answer))
         duplicate_dials = session.execute(
-            select(Attempt.provider_id).where(Attempt.provider_id.is_not(None))
-            .group_by(Attempt.provider_id).having(func.count() > 1)
+            select(Attempt.provider_id)
+            .where(Attempt.provider_id.is_not(None))
+            .group_by(Attempt.provider_id)
+            .having(func.count() > 1)
         ).all()
-        sms_attempts = session.scalar(select(func.count()).select_from(Attempt).where(Attempt.channel == "sms"))
+        sms_attempts = session.scalar(
+            select(func.count()).select_from(Attempt).where(Attempt.channel == "sms")
+        )
     assert surveys > 20 and attempts == placed and attempts >= surveys
     assert by_disposition.get("complete", 0) > surveys // 3
     assert answers >= by_disposition["complete"]
