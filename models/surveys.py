@@ -19,6 +19,7 @@ class SurveyKind(StrEnum):
 
     SURVEY = "survey"  # the return visit after a completed item
     VERIFICATION = "verification"  # the visit after a case was answered
+    TEST = "test"  # a staff member's test call or text: never in figures, never opens a case
 
 
 class SurveyState(StrEnum):

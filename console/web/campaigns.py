@@ -191,3 +191,38 @@ def change(campaign_id: int, operation: str) -> ResponseReturnValue:
     status = str(STATE_LABELS.get(campaign.status, campaign.status))
     flash(_("Campaign %(name)s is now %(status)s.", name=campaign.name, status=status), "ok")
     return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+
+
+def _gateway():  # type: ignore[no-untyped-def]
+    """Return the app's gateway (built on first use from gateway.kind)."""
+    from flask import current_app
+
+    from console.cli_scheduler import make_gateway
+
+    if "returnvisit.gateway" not in current_app.extensions:
+        current_app.extensions["returnvisit.gateway"] = make_gateway(web.settings())
+    return current_app.extensions["returnvisit.gateway"]
+
+
+@bp.post("/<int:campaign_id>/test-contact")
+@roles_required(Role.ADMIN)
+def test_contact(campaign_id: int) -> ResponseReturnValue:
+    """Call or text a staff number with this campaign's script, through the gateway."""
+    from console.test_contact import TestContactError, send_test_contact
+    from models.phones import mask_phone
+
+    session = web.db_session()
+    campaign = _campaign(campaign_id)
+    phone = request.form.get("phone", "").strip()
+    channel = request.form.get("channel", "voice")
+    try:
+        attempt = send_test_contact(session, web.settings(), campaign, phone, channel, _gateway(), utcnow())
+    except TestContactError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+    record(session, current_user().username, "campaign_test_contact", "campaign", campaign.id,
+           channel=channel, phone=mask_phone(phone), attempt=attempt.id)
+    session.commit()
+    flash(_("Test %(channel)s to %(phone)s placed.", channel=channel, phone=mask_phone(phone)), "ok")
+    return redirect(url_for("campaigns.detail", campaign_id=campaign.id))

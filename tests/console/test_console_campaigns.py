@@ -96,3 +96,79 @@ def test_supervisor_sees_campaigns_but_cannot_change_them(admin, supervisor, dep
     assert supervisor.post(f"/campaigns/{campaign.id}/pause").status_code == 403
     assert supervisor.get(f"/campaigns/{campaign.id}/edit").status_code == 403
     assert admin.get("/campaigns/999999").status_code == 404
+
+
+class RecordingGateway:
+    """Stands in for Twilio: records what it was asked and checks the attempt row was committed first."""
+
+    name = "recording"
+
+    def __init__(self, session_factory, fail_code=None):
+        self.requests = []
+        self.session_factory = session_factory
+        self.fail_code = fail_code
+
+    def _accept(self, request, prefix):
+        from scheduler.gateway import GatewayError, GatewayResult
+
+        with self.session_factory() as other:
+            from models.surveys import Attempt
+
+            assert other.get(Attempt, request.attempt_id) is not None
+        self.requests.append(request)
+        if self.fail_code:
+            raise GatewayError("refused", code=self.fail_code, retryable=False)
+        return GatewayResult(provider_id=f"{prefix}{len(self.requests):032d}", status="queued")
+
+    def place_call(self, request):
+        return self._accept(request, "CA")
+
+    def send_sms(self, request):
+        return self._accept(request, "SM")
+
+
+def test_admin_places_a_test_call_and_a_test_text_to_a_staff_number(
+    admin, console_app, departments, session, session_factory
+):
+    from models.surveys import Attempt, Survey
+
+    admin.post("/campaigns/new", FORM)
+    campaign = session.scalars(select(Campaign).where(Campaign.name == "2026 Q4 visits")).one()
+    gateway = RecordingGateway(session_factory)
+    console_app.extensions["returnvisit.gateway"] = gateway
+    call = admin.post(f"/campaigns/{campaign.id}/test-contact", {"phone": "138 0013 8000", "channel": "voice"})
+    text = admin.post(f"/campaigns/{campaign.id}/test-contact", {"phone": "13800138000", "channel": "sms"})
+    assert call.status_code == text.status_code == 302
+    assert [r.to for r in gateway.requests] == ["+8613800138000", "+8613800138000"]
+    assert "税务局" in gateway.requests[1].body and "回复TD退订" in gateway.requests[1].body
+    session.expire_all()
+    attempts = session.scalars(select(Attempt).order_by(Attempt.id)).all()
+    assert [(a.channel, a.status, a.provider_id[:2]) for a in attempts] == [("voice", "queued", "CA"), ("sms", "queued", "SM")]
+    surveys = session.scalars(select(Survey)).all()
+    assert {s.kind for s in surveys} == {"test"}  # never in the figures, never a case
+    audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "campaign_test_contact")).all()
+    assert len(audit) == 2 and "13800138000" not in str(audit[0].detail)
+
+
+def test_test_contact_refuses_bad_numbers_landline_texts_and_officers(
+    admin, officer, console_app, departments, session, session_factory
+):
+    admin.post("/campaigns/new", FORM)
+    campaign = session.scalars(select(Campaign).where(Campaign.name == "2026 Q4 visits")).one()
+    gateway = RecordingGateway(session_factory)
+    console_app.extensions["returnvisit.gateway"] = gateway
+    bad = admin.post(f"/campaigns/{campaign.id}/test-contact", {"phone": "12345", "channel": "voice"}, follow_redirects=True)
+    assert "12345" in bad.get_data(as_text=True)
+    landline = admin.post(
+        f"/campaigns/{campaign.id}/test-contact", {"phone": "023-68881234", "channel": "sms"}, follow_redirects=True
+    )
+    assert "not a mobile" in landline.get_data(as_text=True)
+    denied = officer.post(f"/campaigns/{campaign.id}/test-contact", {"phone": "13800138000", "channel": "voice"})
+    assert denied.status_code == 403
+    assert gateway.requests == []
+    failing = RecordingGateway(session_factory, fail_code="21211")
+    console_app.extensions["returnvisit.gateway"] = failing
+    refused = admin.post(
+        f"/campaigns/{campaign.id}/test-contact", {"phone": "13800138000", "channel": "voice"}, follow_redirects=True
+    )
+    assert "21211" in refused.get_data(as_text=True)
