@@ -163,8 +163,14 @@ def _save(campaign: Campaign | None) -> ResponseReturnValue:
         return _form(values, [], campaign, _previews(definition))
     saved, created = apply_campaign(session, definition, now)
     record(
-        session, current_user().username, "campaign_created" if created else "campaign_changed",
-        "campaign", saved.id, name=saved.name, config=saved.config, status=saved.status,
+        session,
+        current_user().username,
+        "campaign_created" if created else "campaign_changed",
+        "campaign",
+        saved.id,
+        name=saved.name,
+        config=saved.config,
+        status=saved.status,
     )
     session.commit()
     flash(_("Campaign %(name)s saved.", name=saved.name), "ok")
@@ -185,8 +191,16 @@ def change(campaign_id: int, operation: str) -> ResponseReturnValue:
     except CampaignError as exc:
         flash(str(exc), "error")
         return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
-    record(session, current_user().username, f"campaign_{operation}", "campaign", campaign.id,
-           name=campaign.name, before=before, after=campaign.status)
+    record(
+        session,
+        current_user().username,
+        f"campaign_{operation}",
+        "campaign",
+        campaign.id,
+        name=campaign.name,
+        before=before,
+        after=campaign.status,
+    )
     session.commit()
     status = str(STATE_LABELS.get(campaign.status, campaign.status))
     flash(_("Campaign %(name)s is now %(status)s.", name=campaign.name, status=status), "ok")
@@ -221,8 +235,16 @@ def test_contact(campaign_id: int) -> ResponseReturnValue:
         session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
-    record(session, current_user().username, "campaign_test_contact", "campaign", campaign.id,
-           channel=channel, phone=mask_phone(phone), attempt=attempt.id)
+    record(
+        session,
+        current_user().username,
+        "campaign_test_contact",
+        "campaign",
+        campaign.id,
+        channel=channel,
+        phone=mask_phone(phone),
+        attempt=attempt.id,
+    )
     session.commit()
     flash(_("Test %(channel)s to %(phone)s placed.", channel=channel, phone=mask_phone(phone)), "ok")
     return redirect(url_for("campaigns.detail", campaign_id=campaign.id))

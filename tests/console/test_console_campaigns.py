@@ -41,8 +41,14 @@ def test_admin_creates_a_campaign_through_the_scheduler_validation(admin, depart
 
 
 def test_invalid_fields_are_named_and_nothing_is_saved(admin, departments, session):
-    bad = {**FORM, "windows": "09:00-12:00\n20:00-14:00", "departments": "NOPE", "sampling_rate": "2",
-           "delay": "soon", "sms_text_en-US": "Dear {citizen}"}
+    bad = {
+        **FORM,
+        "windows": "09:00-12:00\n20:00-14:00",
+        "departments": "NOPE",
+        "sampling_rate": "2",
+        "delay": "soon",
+        "sms_text_en-US": "Dear {citizen}",
+    }
     response = admin.post("/campaigns/new", bad)
     page = response.get_data(as_text=True)
     assert response.status_code == 422
@@ -136,14 +142,19 @@ def test_admin_places_a_test_call_and_a_test_text_to_a_staff_number(
     campaign = session.scalars(select(Campaign).where(Campaign.name == "2026 Q4 visits")).one()
     gateway = RecordingGateway(session_factory)
     console_app.extensions["returnvisit.gateway"] = gateway
-    call = admin.post(f"/campaigns/{campaign.id}/test-contact", {"phone": "138 0013 8000", "channel": "voice"})
+    call = admin.post(
+        f"/campaigns/{campaign.id}/test-contact", {"phone": "138 0013 8000", "channel": "voice"}
+    )
     text = admin.post(f"/campaigns/{campaign.id}/test-contact", {"phone": "13800138000", "channel": "sms"})
     assert call.status_code == text.status_code == 302
     assert [r.to for r in gateway.requests] == ["+8613800138000", "+8613800138000"]
     assert "税务局" in gateway.requests[1].body and "回复TD退订" in gateway.requests[1].body
     session.expire_all()
     attempts = session.scalars(select(Attempt).order_by(Attempt.id)).all()
-    assert [(a.channel, a.status, a.provider_id[:2]) for a in attempts] == [("voice", "queued", "CA"), ("sms", "queued", "SM")]
+    assert [(a.channel, a.status, a.provider_id[:2]) for a in attempts] == [
+        ("voice", "queued", "CA"),
+        ("sms", "queued", "SM"),
+    ]
     surveys = session.scalars(select(Survey)).all()
     assert {s.kind for s in surveys} == {"test"}  # never in the figures, never a case
     audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "campaign_test_contact")).all()
@@ -157,18 +168,28 @@ def test_test_contact_refuses_bad_numbers_landline_texts_and_officers(
     campaign = session.scalars(select(Campaign).where(Campaign.name == "2026 Q4 visits")).one()
     gateway = RecordingGateway(session_factory)
     console_app.extensions["returnvisit.gateway"] = gateway
-    bad = admin.post(f"/campaigns/{campaign.id}/test-contact", {"phone": "12345", "channel": "voice"}, follow_redirects=True)
+    bad = admin.post(
+        f"/campaigns/{campaign.id}/test-contact",
+        {"phone": "12345", "channel": "voice"},
+        follow_redirects=True,
+    )
     assert "12345" in bad.get_data(as_text=True)
     landline = admin.post(
-        f"/campaigns/{campaign.id}/test-contact", {"phone": "023-68881234", "channel": "sms"}, follow_redirects=True
+        f"/campaigns/{campaign.id}/test-contact",
+        {"phone": "023-68881234", "channel": "sms"},
+        follow_redirects=True,
     )
     assert "not a mobile" in landline.get_data(as_text=True)
-    denied = officer.post(f"/campaigns/{campaign.id}/test-contact", {"phone": "13800138000", "channel": "voice"})
+    denied = officer.post(
+        f"/campaigns/{campaign.id}/test-contact", {"phone": "13800138000", "channel": "voice"}
+    )
     assert denied.status_code == 403
     assert gateway.requests == []
     failing = RecordingGateway(session_factory, fail_code="21211")
     console_app.extensions["returnvisit.gateway"] = failing
     refused = admin.post(
-        f"/campaigns/{campaign.id}/test-contact", {"phone": "13800138000", "channel": "voice"}, follow_redirects=True
+        f"/campaigns/{campaign.id}/test-contact",
+        {"phone": "13800138000", "channel": "voice"},
+        follow_redirects=True,
     )
     assert "21211" in refused.get_data(as_text=True)
