@@ -39,7 +39,7 @@ from scheduler.ratelimit import (
     next_slot,
     store_buckets,
 )
-from scheduler.rules import CampaignRules, rules_for, window_close
+from scheduler.rules import CampaignRules, contact_age_from, rules_for, window_close
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def prepare_attempts(
                 Survey.language,
                 Survey.first_attempt_at,
                 ServiceItem.phone_e164,
-                ServiceItem.completed_at,
+                contact_age_from().label("completed_at"),
             )
             .join(ServiceItem, ServiceItem.id == Survey.item_id)
             .where(

@@ -24,7 +24,7 @@ from models.survey_ops import finish_survey
 from models.surveys import Answer, Attempt, AttemptStatus, Survey, SurveyState
 from scheduler.locks import begin_write
 from scheduler.policy import NextAction, next_step
-from scheduler.rules import contact_policy_for, retry_policy_for, rules_for
+from scheduler.rules import contact_age_from, contact_policy_for, retry_policy_for, rules_for
 
 __all__ = [
     "SETTLED_DISPOSITIONS",
@@ -149,7 +149,7 @@ def expire_sweep(session: Session, settings: Settings, now: datetime) -> dict[st
         )
         counts["expired_scheduled"] += result.rowcount  # type: ignore[attr-defined]
         too_old = exists().where(
-            ServiceItem.id == Survey.item_id, ServiceItem.completed_at <= now - rules.max_age
+            ServiceItem.id == Survey.item_id, contact_age_from() <= now - rules.max_age
         )
         result = session.execute(
             update(Survey)

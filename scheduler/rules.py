@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import ColumnElement, case
+
 from models.campaigns import Campaign
 from models.domain import Channel
+from models.items import ServiceItem
 from models.settings import Settings
+from models.surveys import Survey, SurveyKind
 from scheduler.calendar import ContactPolicy, WorkCalendar, as_utc, local_to_utc, parse_window
 from scheduler.campaigns import CampaignDefinition, definition_of
 from scheduler.policy import RetryPolicy, parse_duration, parse_intervals
@@ -79,6 +83,17 @@ class CampaignRules:
         if first_attempt_at is None:
             return self.first_contact_deadline(completed_at)
         return first_attempt_at + self.retry.expire_after
+
+
+def contact_age_from() -> ColumnElement[datetime]:
+    """Return the time a survey's first-contact age counts from.
+
+    A return visit counts from the item's completion; a verification visit (or a staff test) is
+    created long after it, so it counts from its own creation and is not expired at once.
+    """
+    return case(
+        (Survey.kind == SurveyKind.SURVEY, ServiceItem.completed_at), else_=Survey.created_at
+    )
 
 
 def _contact_policy(definition: CampaignDefinition, settings: Settings) -> ContactPolicy:

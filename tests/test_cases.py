@@ -243,3 +243,33 @@ def test_verification_of_a_normal_survey_is_ignored(session, settings, rated_sur
     open_case_for(session, survey, settings, OPENED)
     assert on_verification_finished(session, survey, settings, OPENED) is None
     assert session.scalars(select(Survey).where(Survey.kind == SurveyKind.VERIFICATION)).all() == []
+
+
+def test_a_verification_visit_long_after_the_item_is_dispatched_not_expired(
+    session, settings, create_survey, now
+):
+    """A verification visit is created weeks after the item's completion: its age counts from then."""
+    from datetime import timedelta
+
+    from models.surveys import Survey, SurveyKind, SurveyState
+    from scheduler.outcomes import expire_sweep
+
+    original, _attempt = create_survey()
+    original.item.completed_at = now - timedelta(days=60)  # past the campaign's 30-day max age
+    visit = Survey(
+        campaign_id=original.campaign_id, item_id=original.item_id, kind=SurveyKind.VERIFICATION,
+        token="verify-token-1", department_id=original.department_id, quarter=original.quarter,
+        language="zh-CN", channel="voice", state=SurveyState.SCHEDULED, next_attempt_at=now,
+        created_at=now - timedelta(hours=1), updated_at=now,
+    )
+    session.add(visit)
+    session.flush()
+    expire_sweep(session, settings, now)
+    session.flush()
+    session.refresh(visit)
+    assert visit.state == SurveyState.SCHEDULED and visit.disposition is None
+    visit.created_at = now - timedelta(days=31)
+    session.flush()
+    expire_sweep(session, settings, now)
+    session.refresh(visit)
+    assert visit.state == SurveyState.DONE and visit.disposition == "not_contacted"
