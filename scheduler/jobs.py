@@ -102,12 +102,20 @@ def dispatch_job(env: SchedulerEnv) -> dict[str, int]:
     return dispatcher.run()
 
 
+def escalate_job(env: SchedulerEnv) -> dict[str, int]:
+    """Hand overdue rectification cases to a supervisor."""
+    from scheduler.escalation import escalate_job as sweep
+
+    return sweep(env.sessions, env.settings, env.clock)
+
+
 # The jobs of one tick, in the order run_once runs them. Ids are stable: logs and APScheduler use them.
 JOBS: tuple[Job, ...] = (
     Job("recover-leases", recover_leases_job, "close attempts left unplaced by a crash"),
     Job("expire", expire_job, "end surveys past their expiry"),
     Job("pick", pick_job, "pick completed items into surveys"),
     Job("dispatch", dispatch_job, "place due calls and texts"),
+    Job("escalate", escalate_job, "escalate overdue rectification cases"),
 )
 
 

@@ -15,13 +15,14 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from models.campaigns import Campaign
+from models.cases_ops import on_verification_finished
 from models.domain import Channel, Disposition
 from models.items import ServiceItem
 from models.optouts import is_opted_out
 from models.phones import PhoneKind
 from models.settings import Settings
 from models.survey_ops import finish_survey
-from models.surveys import Answer, Attempt, AttemptStatus, Survey, SurveyState
+from models.surveys import Answer, Attempt, AttemptStatus, Survey, SurveyKind, SurveyState
 from scheduler.locks import begin_write
 from scheduler.policy import NextAction, next_step
 from scheduler.rules import contact_age_from, contact_policy_for, retry_policy_for, rules_for
@@ -119,6 +120,9 @@ def settle_attempt(
         finish_survey(session, survey, Disposition.NOT_CONTACTED, now)
     else:
         finish_survey(session, survey, SETTLED_DISPOSITIONS[status], now)
+    if survey.state == SurveyState.DONE and survey.kind == SurveyKind.VERIFICATION:
+        # The case learns its verification visit ended unanswered (a supervisor decides next).
+        on_verification_finished(session, survey, settings, now)
     logger.debug("survey %s after attempt %s (%s): %s", survey.id, attempt.id, status, action)
     return action.value
 

@@ -54,7 +54,10 @@ def test_bad_review_opens_a_case_due_across_the_national_day_holiday(session, se
     case = open_case_for(session, survey, settings, OPENED)
     assert case is not None
     assert (case.state, case.grade, case.categories, case.comment) == (
-        CaseState.OPEN, "very_dissatisfied", ["delay", "cold"], "等了三个小时"
+        CaseState.OPEN,
+        "very_dissatisfied",
+        ["delay", "cold"],
+        "等了三个小时",
     )
     assert (case.department_id, case.quarter) == (survey.department_id, "2026Q3")
     # 15 working days after Fri 09-18 on China's 2026 calendar: Sun 09-20 (make-up day) 1, 09-21..24
@@ -75,9 +78,7 @@ def test_due_working_days_is_a_setting(session, rated_survey):
     assert case.due_at == datetime(2026, 9, 24, 15, 59, 59, tzinfo=UTC)
 
 
-def test_a_case_opens_once_per_survey_and_takes_categories_that_arrive_later(
-    session, settings, rated_survey
-):
+def test_a_case_opens_once_per_survey_and_takes_categories_that_arrive_later(session, settings, rated_survey):
     survey = rated_survey("dissatisfied")
     first = open_case_for(session, survey, settings, OPENED)
     assert first.categories == []
@@ -98,9 +99,7 @@ def test_a_survey_without_rating_opens_no_case(session, settings, create_survey)
     assert open_case_for(session, survey, settings, OPENED) is None
 
 
-def test_answer_schedules_a_verification_visit_in_the_next_calling_window(
-    session, settings, rated_survey
-):
+def test_answer_schedules_a_verification_visit_in_the_next_calling_window(session, settings, rated_survey):
     survey = rated_survey(channel="sms", language="en-US")
     case = open_case_for(session, survey, settings, OPENED)
     # Friday 2026-10-09 21:00 local, after the last window: the next opening is Saturday 10-10
@@ -108,20 +107,31 @@ def test_answer_schedules_a_verification_visit_in_the_next_calling_window(
     answered = datetime(2026, 10, 9, 13, 0, tzinfo=UTC)
     visit = answer_case(session, case, "已约谈窗口负责人并整改", "officer1", settings, answered)
     assert (case.state, case.feedback, case.answered_at) == (
-        CaseState.ANSWERED, "已约谈窗口负责人并整改", answered
+        CaseState.ANSWERED,
+        "已约谈窗口负责人并整改",
+        answered,
     )
     assert case.verification_survey_id == visit.id
     assert (visit.kind, visit.state, visit.channel, visit.language) == (
-        SurveyKind.VERIFICATION, SurveyState.SCHEDULED, "sms", "en-US"
+        SurveyKind.VERIFICATION,
+        SurveyState.SCHEDULED,
+        "sms",
+        "en-US",
     )
     assert (visit.campaign_id, visit.item_id, visit.department_id, visit.quarter) == (
-        survey.campaign_id, survey.item_id, survey.department_id, survey.quarter
+        survey.campaign_id,
+        survey.item_id,
+        survey.department_id,
+        survey.quarter,
     )
     assert visit.next_attempt_at == datetime(2026, 10, 10, 1, 0, tzinfo=UTC)
     assert len(visit.token) >= 32 and visit.token != survey.token
     last = events_of(session, case)[-1]
     assert (last.actor, last.from_state, last.to_state, last.note) == (
-        "officer1", "open", "answered", "已约谈窗口负责人并整改"
+        "officer1",
+        "open",
+        "answered",
+        "已约谈窗口负责人并整改",
     )
 
 
@@ -131,7 +141,10 @@ def test_a_satisfied_verification_closes_the_case(session, settings, rated_surve
     verified = datetime(2026, 9, 23, 3, tzinfo=UTC)
     assert verify(session, settings, visit, "satisfied", verified) is case
     assert (case.state, case.verification_result, case.verified_at, case.closed_at) == (
-        CaseState.CLOSED, "satisfied", verified, verified
+        CaseState.CLOSED,
+        "satisfied",
+        verified,
+        verified,
     )
     with pytest.raises(CaseError, match="is closed: it cannot become answered"):
         answer_case(session, case, "again", "officer1", settings, verified)
@@ -144,7 +157,9 @@ def test_a_dissatisfied_verification_reopens_the_case_then_escalates_it(session,
     reopened_at = datetime(2026, 9, 23, 3, tzinfo=UTC)
     verify(session, settings, visit, "dissatisfied", reopened_at)
     assert (case.state, case.reopened_count, case.verification_result) == (
-        CaseState.REOPENED, 1, "dissatisfied"
+        CaseState.REOPENED,
+        1,
+        "dissatisfied",
     )
     # A fresh deadline for the second rectification: 15 working days after 09-23.
     assert case.due_at == datetime(2026, 10, 21, 15, 59, 59, tzinfo=UTC)
@@ -208,16 +223,16 @@ def test_the_escalation_job_commits_and_returns_counts(session, session_factory,
     assert later["escalated"] == 0
 
 
-def test_a_supervisor_marks_a_case_for_interview_or_discipline_with_a_reason(
-    session, settings, rated_survey
-):
+def test_a_supervisor_marks_a_case_for_interview_or_discipline_with_a_reason(session, settings, rated_survey):
     case = open_case_for(session, rated_survey(), settings, OPENED)
     at = datetime(2026, 10, 20, 2, tzinfo=UTC)
     with pytest.raises(CaseError, match="needs a reason"):
         mark_escalation(session, case, Escalation.INTERVIEW, "  ", "boss", at)
     mark_escalation(session, case, Escalation.INTERVIEW, "逾期未答复", "boss", at)
     assert (case.state, case.escalation, case.escalation_reason) == (
-        CaseState.ESCALATED, "interview", "逾期未答复"
+        CaseState.ESCALATED,
+        "interview",
+        "逾期未答复",
     )
     mark_escalation(session, case, "discipline", "约谈后仍未整改", "boss", at)
     assert case.escalation == "discipline"
@@ -257,10 +272,18 @@ def test_a_verification_visit_long_after_the_item_is_dispatched_not_expired(
     original, _attempt = create_survey()
     original.item.completed_at = now - timedelta(days=60)  # past the campaign's 30-day max age
     visit = Survey(
-        campaign_id=original.campaign_id, item_id=original.item_id, kind=SurveyKind.VERIFICATION,
-        token="verify-token-1", department_id=original.department_id, quarter=original.quarter,
-        language="zh-CN", channel="voice", state=SurveyState.SCHEDULED, next_attempt_at=now,
-        created_at=now - timedelta(hours=1), updated_at=now,
+        campaign_id=original.campaign_id,
+        item_id=original.item_id,
+        kind=SurveyKind.VERIFICATION,
+        token="verify-token-1",
+        department_id=original.department_id,
+        quarter=original.quarter,
+        language="zh-CN",
+        channel="voice",
+        state=SurveyState.SCHEDULED,
+        next_attempt_at=now,
+        created_at=now - timedelta(hours=1),
+        updated_at=now,
     )
     session.add(visit)
     session.flush()
@@ -273,3 +296,35 @@ def test_a_verification_visit_long_after_the_item_is_dispatched_not_expired(
     expire_sweep(session, settings, now)
     session.refresh(visit)
     assert visit.state == SurveyState.DONE and visit.disposition == "not_contacted"
+
+
+def test_an_unanswered_verification_visit_is_reported_to_its_case(session, settings, create_survey, now):
+    from models.cases import Case, CaseEvent
+    from models.surveys import AttemptStatus, SurveyKind
+    from scheduler.outcomes import settle_attempt
+
+    visit, attempt = create_survey(kind=SurveyKind.VERIFICATION)
+    original, _ = create_survey()
+    case = Case(
+        survey_id=original.id,
+        department_id=original.department_id,
+        quarter=original.quarter,
+        grade="dissatisfied",
+        state="answered",
+        due_at=now,
+        verification_survey_id=visit.id,
+    )
+    session.add(case)
+    session.flush()
+    attempt.status = AttemptStatus.FAILED  # a landline-only retry policy ends after this attempt
+    config = dict(visit.campaign.config)
+    config["retry"] = {"voice": ""}
+    config["channels"] = ["voice"]
+    visit.campaign.config = config
+    session.flush()
+    assert settle_attempt(session, visit, attempt, settings, now) == "done"
+    session.flush()
+    session.refresh(case)
+    assert case.verification_result == "unverified"
+    notes = [e.note for e in session.query(CaseEvent).filter(CaseEvent.case_id == case.id)]
+    assert any("without an answer" in (note or "") for note in notes)
