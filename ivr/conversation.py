@@ -24,11 +24,13 @@ from ivr.script import (
     step,
 )
 from models.cases_ops import on_verification_finished, open_case_for
+from models.domain import BAD_GRADES
 from models.optouts import OptOutChannel, OptOutSource
 from models.quarter_ops import is_quarter_closed, mark_late_answers
 from models.settings import Settings
 from models.survey_ops import add_opt_out, finish_survey, record_answer
 from models.surveys import Survey, SurveyKind, SurveyState
+from scheduler.policy import quarter_of
 
 
 @functools.lru_cache(maxsize=32)
@@ -107,10 +109,12 @@ def _store(
             source = OptOutSource.KEYPAD if channel == "voice" else OptOutSource.SMS_KEYWORD
             add_opt_out(session, phone, channel=OptOutChannel.ALL, source=source, now=now)
     if result.answers:
-        # A bad review opens its rectification case (and later answers fill it in); an answer for a
-        # closed quarter is kept but marked late, so published figures never change.
-        open_case_for(session, survey, settings, now)
-        if is_quarter_closed(session, survey.quarter):
+        # A bad review opens its rectification case (and later answers fill it in).
+        if result.state.get("grade") in BAD_GRADES:
+            open_case_for(session, survey, settings, now)
+        # An answer for a closed quarter is kept but marked late, so published figures never
+        # change; a quarter cannot be closed before it ends, so the current one needs no look-up.
+        if survey.quarter != quarter_of(now, settings.app.tz) and is_quarter_closed(session, survey.quarter):
             mark_late_answers(session, survey)
     if result.outcome is not None:
         finish_survey(session, survey, result.outcome.value, now)

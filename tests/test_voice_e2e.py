@@ -168,7 +168,7 @@ def test_a_bad_review_by_phone_opens_a_rectification_case(session, network, sett
 def test_an_answer_after_the_quarter_closed_is_kept_as_late(session, network, settings, create_survey):
     from models.quarters import QuarterClose
 
-    survey, attempt = create_survey()
+    survey, attempt = create_survey(quarter="2026Q3")  # an item of a quarter that has ended and closed
     session.add(QuarterClose(quarter=survey.quarter, closed_by="supervisor"))
     session.flush()
     call(network, settings, survey, attempt, ScriptedPersona(["1"]))
