@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webhook_load import Gunicorn, run_wrk, write_requests  # noqa: E402
+from webhook_load import Gunicorn, fresh_postgres, run_wrk, write_requests  # noqa: E402
 
 from ivr.script import ItemContext, default_script, start  # noqa: E402
 from ivr.twilio_adapter import sign_request  # noqa: E402
@@ -94,15 +94,6 @@ def _phone(i: int) -> str:
     return f"+86199{i:08d}"
 
 
-def fresh_postgres(url: str) -> str:
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text('DROP DATABASE IF EXISTS "rv_bench_sms" WITH (FORCE)'))
-        conn.execute(text('CREATE DATABASE "rv_bench_sms"'))
-    admin.dispose()
-    return url.rsplit("/", 1)[0] + "/rv_bench_sms"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--surveys", type=int, default=40_000)
@@ -118,7 +109,7 @@ def main() -> None:
         bare.stop()
         targets = [("SQLite", f"sqlite:///{tmp}/sms.db")]
         if not args.skip_pg:
-            targets.append(("PostgreSQL", fresh_postgres(args.pg_url)))
+            targets.append(("PostgreSQL", fresh_postgres(args.pg_url, "rv_bench_sms")))
         print(f"bare Flask endpoint: {baseline.requests_per_second:,.0f} req/s, "
               f"p50 {baseline.p50_ms:.1f} ms, p99 {baseline.p99_ms:.1f} ms")
         print(f"{'database':<12}{'req/s':>9}{'target':>9}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}"

@@ -131,6 +131,18 @@ class Gunicorn:
             self.proc.kill()
 
 
+def fresh_postgres(url: str, name: str) -> str:
+    """Create an empty database `name` beside the one `url` names; return its URL."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
 def write_requests(path: Path, rows: Iterable[tuple[str, str, str]]) -> None:
     """Write (path, form body, signature) lines for the wrk script."""
     with path.open("w", encoding="utf-8") as fh:

@@ -9,9 +9,8 @@ without database or scheduler state (the one import of this layer from the sched
 
 from __future__ import annotations
 
-import functools
 import secrets
-from datetime import date, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +19,7 @@ from models.cases import Case, CaseEvent, CaseState, Escalation
 from models.domain import Category, Grade
 from models.settings import Settings
 from models.surveys import Answer, Survey, SurveyKind, SurveyState
-from scheduler.calendar import ContactPolicy, WorkCalendar, add_working_days, contact_time
+from scheduler.calendar import ContactPolicy, add_working_days, contact_time, work_calendar
 
 SYSTEM = "system"  # actor of the case opened by a bad review
 VERIFICATION_VISIT = "verification-visit"  # actor of what the citizen said on the verification visit
@@ -40,21 +39,6 @@ AWAITING_ANSWER = (CaseState.OPEN, CaseState.REOPENED)
 
 class CaseError(ValueError):
     """A case operation is not allowed; the message says why."""
-
-
-@functools.lru_cache(maxsize=8)
-def _calendar(region: str, closed: tuple[str, ...], working: tuple[str, ...]) -> WorkCalendar:
-    return WorkCalendar(
-        region=region,
-        extra_closed=frozenset(date.fromisoformat(day) for day in closed),
-        extra_working=frozenset(date.fromisoformat(day) for day in working),
-    )
-
-
-def work_calendar(settings: Settings) -> WorkCalendar:
-    """Return the working-day calendar configured in [calendar]."""
-    cal = settings.calendar
-    return _calendar(cal.region, tuple(cal.extra_closed), tuple(cal.extra_working))
 
 
 def due_at_for(settings: Settings, start: datetime) -> datetime:

@@ -7,6 +7,12 @@ after the gap; an ambiguous local time (a DST fold) is read as its first occurre
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.settings import Settings
+
+import functools
 import logging
 import math
 import re
@@ -275,3 +281,19 @@ def contact_time(
     if deadline is not None and at >= deadline:
         return None
     return at
+
+
+@functools.lru_cache(maxsize=8)
+def _configured(region: str, closed: tuple[str, ...], working: tuple[str, ...]) -> WorkCalendar:
+    # One instance per configuration, so its per-day cache outlives a single sweep or request.
+    return WorkCalendar(
+        region=region,
+        extra_closed=frozenset(date.fromisoformat(day) for day in closed),
+        extra_working=frozenset(date.fromisoformat(day) for day in working),
+    )
+
+
+def work_calendar(settings: Settings) -> WorkCalendar:
+    """Return the working-day calendar configured in [calendar]."""
+    cal = settings.calendar
+    return _configured(cal.region, tuple(cal.extra_closed), tuple(cal.extra_working))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, case
@@ -14,27 +13,11 @@ from models.domain import Channel
 from models.items import ServiceItem
 from models.settings import Settings
 from models.surveys import Survey, SurveyKind
-from scheduler.calendar import ContactPolicy, WorkCalendar, as_utc, local_to_utc, parse_window
+from scheduler.calendar import ContactPolicy, as_utc, local_to_utc, parse_window, work_calendar
 from scheduler.campaigns import CampaignDefinition, definition_of
 from scheduler.policy import RetryPolicy, parse_duration, parse_intervals
 
 _ONE_DAY = timedelta(days=1)
-
-
-@functools.lru_cache(maxsize=8)
-def _calendar(region: str, closed: tuple[str, ...], working: tuple[str, ...]) -> WorkCalendar:
-    # One instance per configuration, so its per-day cache outlives a single sweep.
-    return WorkCalendar(
-        region=region,
-        extra_closed=frozenset(date.fromisoformat(day) for day in closed),
-        extra_working=frozenset(date.fromisoformat(day) for day in working),
-    )
-
-
-def work_calendar(settings: Settings) -> WorkCalendar:
-    """Return the working-day calendar the settings configure."""
-    cal = settings.calendar
-    return _calendar(cal.region, tuple(cal.extra_closed), tuple(cal.extra_working))
 
 
 def window_close(policy: ContactPolicy, now: datetime) -> datetime:

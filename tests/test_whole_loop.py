@@ -10,12 +10,12 @@ from sqlalchemy import func, select
 
 from console.cli_scheduler import make_compose_sms
 from console.demo import DEMO_CAMPAIGN
-from console.demo_data import generate_items
+from console.demo_data import HEADERS, generate_items
 from ivr.app import create_app
 from ivr.simulator import FlaskTransport, PhoneNetwork, RandomPersona, SimulatedGateway
 from models import migrate
 from models.db import make_engine, make_sessionmaker
-from models.intake import Importer, IntakeOptions
+from models.intake import Importer, IntakeOptions, map_headers
 from models.settings import load_settings
 from models.surveys import Answer, Attempt, Survey
 from scheduler.campaigns import apply_campaign, department_names, parse_definition
@@ -36,28 +36,10 @@ def test_imported_items_are_picked_called_answered_and_stored(fresh_db_url):
     sessions = make_sessionmaker(engine)
     options = IntakeOptions(tz=settings.app.tz, area_code="023")
     with sessions() as session:
+        mapping = map_headers(HEADERS, settings.intake.columns)
         rows = [
-            (
-                i + 2,
-                {
-                    k: v
-                    for k, v in zip(
-                        [
-                            "external_id",
-                            "department",
-                            "department_name",
-                            "matter",
-                            "channel",
-                            "citizen_name",
-                            "phone",
-                            "completed_at",
-                        ],
-                        row.values(),
-                        strict=True,
-                    )
-                },
-            )
-            for i, row in enumerate(generate_items(240, now=now))
+            (line, {mapping[i]: value for i, value in enumerate(row.values()) if i in mapping})
+            for line, row in enumerate(generate_items(240, now=now), start=2)
         ]
         importer = Importer(session, options, "loop", now=now)
         importer.import_batch(rows)
