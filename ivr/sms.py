@@ -45,7 +45,7 @@ from ivr import conversation, web
 from ivr.script import ItemContext, Script, SmsReply, awaiting, default_script
 from ivr.sms_parse import Keyword, ParsedReply, parse_reply
 from ivr.twilio_adapter import map_message_status, render_message
-from ivr.webhooks import twilio_webhook, twiml_response
+from ivr.webhooks import no_content, twilio_webhook, twiml_response, unavailable
 from models.base import utcnow
 from models.domain import Channel, Disposition
 from models.messages import Direction, Message
@@ -297,16 +297,8 @@ def _keyword(
     return texts
 
 
-def _empty() -> Response:
-    return Response("", status=204)
-
-
-def _status_error() -> Response:
-    return Response("", status=503)
-
-
 @bp.post("/status")
-@twilio_webhook(_status_error)
+@twilio_webhook(unavailable)
 def message_status() -> Response:
     """A survey text's status callback: move the attempt forward; settle the survey if it failed."""
     session = web.db_session()
@@ -331,20 +323,20 @@ def message_status() -> Response:
     attempt = attempt_of(session, survey, _attempt_id()) if survey else None
     if survey is None or attempt is None or status is None:
         session.commit()
-        return _empty()
+        return no_content()
     if sid and not attempt.provider_id:
         attempt.provider_id = sid  # the callback came before the dispatcher stored the sid
     current = _progress(attempt.status)
     if current >= _progress(status) or current == _progress(AttemptStatus.DELIVERED):
         session.commit()
-        return _empty()  # repeated, out of order, or after the text was delivered (or replied to)
+        return no_content()  # repeated, out of order, or after the text was delivered (or replied to)
     attempt.status = status
     attempt.error_code = error_code or attempt.error_code
     if status in FINAL_ATTEMPT_STATUSES:
         attempt.ended_at = now
         _settle(session, survey, attempt, error_code, now)
     session.commit()
-    return _empty()
+    return no_content()
 
 
 def _settle(

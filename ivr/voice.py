@@ -22,7 +22,7 @@ from ivr.twilio_adapter import (
     render_voice,
 )
 from ivr.urls import recording_status_url, voice_gather_url
-from ivr.webhooks import twilio_webhook, twiml_response
+from ivr.webhooks import no_content, twilio_webhook, twiml_response, unavailable
 from models.base import utcnow
 from models.domain import Channel, Disposition
 from models.settings import Settings
@@ -194,47 +194,39 @@ def gathered() -> Response:
     return twiml_response(twiml)
 
 
-def _empty() -> Response:
-    return Response("", status=204)
-
-
-def _status_error() -> Response:
-    return Response("", status=503)
-
-
 @bp.post("/status")
-@twilio_webhook(_status_error)
+@twilio_webhook(unavailable)
 def call_status() -> Response:
     """A call status callback: keep the attempt current; settle the survey when the call ended."""
     session = web.db_session()
     now = utcnow()
     survey = survey_by_token(session, request.args.get("survey"), for_update=True)
     if survey is None:
-        return _empty()
+        return no_content()
     attempt = attempt_of(session, survey, request.args.get("attempt"))
     if attempt is None:
-        return _empty()
+        return no_content()
     answered_by = request.form.get("AnsweredBy") or attempt.answered_by
     status = map_call_status(request.form.get("CallStatus"), answered_by)
     if status is None:
-        return _empty()
+        return no_content()
     _note_call(attempt, request.form.get("CallSid", ""))
     if attempt.status in FINAL_ATTEMPT_STATUSES:
         session.commit()
-        return _empty()  # a late or repeated callback never moves a finished attempt back
+        return no_content()  # a late or repeated callback never moves a finished attempt back
     attempt.answered_by = answered_by
     attempt.error_code = request.form.get("ErrorCode") or attempt.error_code
     if status not in FINAL_ATTEMPT_STATUSES:
         if status == AttemptStatus.IN_PROGRESS or attempt.status != AttemptStatus.IN_PROGRESS:
             attempt.status = status
         session.commit()
-        return _empty()
+        return no_content()
     attempt.status = status
     attempt.ended_at = now
     attempt.duration_seconds = _form_int("CallDuration")
     _settle(session, survey, attempt, now)
     session.commit()
-    return _empty()
+    return no_content()
 
 
 # What a call that ended without a conversation means for the survey's (latest) disposition.
@@ -268,7 +260,7 @@ def _settle(session: Any, survey: Survey, attempt: Attempt, now: Any) -> None:
 
 
 @bp.post("/recording")
-@twilio_webhook(_status_error)
+@twilio_webhook(unavailable)
 def recording_status() -> Response:
     """The recorded comment is stored: keep its URL and duration with the answer."""
     session = web.db_session()
@@ -276,7 +268,7 @@ def recording_status() -> Response:
     survey = survey_by_token(session, request.args.get("survey"), for_update=True)
     url = request.form.get("RecordingUrl", "")
     if survey is None or not url or request.form.get("RecordingStatus", "completed") != "completed":
-        return _empty()
+        return no_content()
     duration = _form_int("RecordingDuration")
     comment = answers_of(session, survey).get("comment")
     if comment is None:
@@ -287,4 +279,4 @@ def recording_status() -> Response:
         comment.recording_url = url
         comment.recording_duration = duration if duration is not None else comment.recording_duration
     session.commit()
-    return _empty()
+    return no_content()

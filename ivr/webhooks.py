@@ -42,6 +42,16 @@ def twiml_response(body: str, status: int = 200) -> Response:
     return Response(body, status=status, mimetype=TWIML)
 
 
+def no_content() -> Response:
+    """Answer a status callback that needs no TwiML."""
+    return Response("", status=204)
+
+
+def unavailable() -> Response:
+    """Answer a status callback that could not be recorded (Twilio may retry it); never a trace."""
+    return Response("", status=503)
+
+
 def twilio_webhook(
     on_error: Callable[[], Response],
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
