@@ -67,8 +67,10 @@ def main() -> None:
         csv_path = Path(tmp) / "items.csv"
         start = time.perf_counter()
         write_items(csv_path, args.rows, now=datetime(2026, 11, 30, tzinfo=UTC), progress=True)
-        print(f"generated {args.rows:,} rows in {time.perf_counter() - start:.1f} s "
-              f"({csv_path.stat().st_size / 1e6:.0f} MB CSV)")
+        print(
+            f"generated {args.rows:,} rows in {time.perf_counter() - start:.1f} s "
+            f"({csv_path.stat().st_size / 1e6:.0f} MB CSV)"
+        )
         targets = [("SQLite", f"sqlite:///{tmp}/bench.db")]
         if not args.skip_pg:
             targets.append(("PostgreSQL", fresh_postgres(args.pg_url)))
@@ -77,8 +79,10 @@ def main() -> None:
             seconds, rss, summary = run_import(csv_path, url)
             rate = args.rows / seconds
             ok = rate >= TARGET_RATE and rss < TARGET_RSS_MB
-            print(f"{name:<12}{rate:>12,.0f}{'>= ' + format(TARGET_RATE, ','):>10}"
-                  f"{rss:>14.0f}{'< ' + str(TARGET_RSS_MB):>9}  {'ok' if ok else 'MISSED'}")
+            print(
+                f"{name:<12}{rate:>12,.0f}{'>= ' + format(TARGET_RATE, ','):>10}"
+                f"{rss:>14.0f}{'< ' + str(TARGET_RSS_MB):>9}  {'ok' if ok else 'MISSED'}"
+            )
             print(f"  summary: {summary}")
 
 

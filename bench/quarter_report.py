@@ -38,9 +38,16 @@ from models.settings import load_settings  # noqa: E402
 TARGETS = {"sqlite": (1.0, 3.0), "postgresql": (0.5, 1.5)}
 QUARTERS = ["2025Q1", "2025Q2", "2025Q3", "2025Q4", "2026Q1", "2026Q2", "2026Q3", "2026Q4"]
 DISPOSITIONS = [  # (disposition, weight, rated)
-    ("complete", 62, True), ("partial", 5, True), ("break_off", 3, False), ("refused", 3, False),
-    ("no_answer", 12, False), ("busy", 3, False), ("machine", 3, False), ("not_contacted", 4, False),
-    ("failed", 2, False), ("not_eligible", 3, False),
+    ("complete", 62, True),
+    ("partial", 5, True),
+    ("break_off", 3, False),
+    ("refused", 3, False),
+    ("no_answer", 12, False),
+    ("busy", 3, False),
+    ("machine", 3, False),
+    ("not_contacted", 4, False),
+    ("failed", 2, False),
+    ("not_eligible", 3, False),
 ]
 GRADES = ["very_satisfied", "satisfied", "basically_satisfied", "dissatisfied", "very_dissatisfied"]
 GRADE_WEIGHTS = [50, 28, 14, 5, 3]
@@ -90,14 +97,48 @@ class Loader:
 
 
 COLUMNS = {
-    "service_items": ["id", "source", "external_id", "department_id", "matter", "phone_kind", "completed_at",
-                      "imported_at", "updated_at"],
-    "surveys": ["id", "campaign_id", "item_id", "kind", "token", "department_id", "quarter", "language",
-                "state", "disposition", "channel", "script_state", "created_at", "updated_at"],
+    "service_items": [
+        "id",
+        "source",
+        "external_id",
+        "department_id",
+        "matter",
+        "phone_kind",
+        "completed_at",
+        "imported_at",
+        "updated_at",
+    ],
+    "surveys": [
+        "id",
+        "campaign_id",
+        "item_id",
+        "kind",
+        "token",
+        "department_id",
+        "quarter",
+        "language",
+        "state",
+        "disposition",
+        "channel",
+        "script_state",
+        "created_at",
+        "updated_at",
+    ],
     "attempts": ["id", "survey_id", "channel", "number", "status", "created_at"],
     "answers": ["id", "survey_id", "question", "value", "channel", "received_at", "late"],
-    "cases": ["id", "survey_id", "department_id", "quarter", "grade", "categories", "state", "opened_at",
-              "due_at", "answered_at", "reopened_count"],
+    "cases": [
+        "id",
+        "survey_id",
+        "department_id",
+        "quarter",
+        "grade",
+        "categories",
+        "state",
+        "opened_at",
+        "due_at",
+        "answered_at",
+        "reopened_count",
+    ],
 }
 COUNT_KEYS = {"service_items": "items"}
 
@@ -153,8 +194,22 @@ def build(url: str, answers_wanted: int, departments: int, seed: int) -> dict[st
                     (survey_id, "bench", str(survey_id), department, "契税", "mobile", stamp, stamp, stamp)
                 )
                 surveys.append(
-                    (survey_id, 1, survey_id, "survey", f"t{survey_id}", department, quarter, "zh-CN", "done",
-                     disposition, "voice", "{}", stamp, stamp)
+                    (
+                        survey_id,
+                        1,
+                        survey_id,
+                        "survey",
+                        f"t{survey_id}",
+                        department,
+                        quarter,
+                        "zh-CN",
+                        "done",
+                        disposition,
+                        "voice",
+                        "{}",
+                        stamp,
+                        stamp,
+                    )
                 )
                 tries = 0 if disposition == "not_contacted" else rnd.choice((1, 1, 2, 3))
                 for number in range(1, tries + 1):
@@ -173,15 +228,35 @@ def build(url: str, answers_wanted: int, departments: int, seed: int) -> dict[st
                     quarter_answers += 1
                     if rnd.random() < 0.5:
                         answer_id += 1
-                        answers.append((answer_id, survey_id, "comment", "办事太慢，" * rnd.randint(1, 30),
-                                        "voice", stamp, False))
+                        answers.append(
+                            (
+                                answer_id,
+                                survey_id,
+                                "comment",
+                                "办事太慢，" * rnd.randint(1, 30),
+                                "voice",
+                                stamp,
+                                False,
+                            )
+                        )
                         quarter_answers += 1
                     case_id += 1
                     due = loader.time(at + timedelta(days=21))
                     answered = loader.time(at + timedelta(days=rnd.randint(5, 30)))
                     cases.append(
-                        (case_id, survey_id, department, quarter, grade, json.dumps(chosen.split(",")),
-                         "answered", stamp, due, answered, 0)
+                        (
+                            case_id,
+                            survey_id,
+                            department,
+                            quarter,
+                            grade,
+                            json.dumps(chosen.split(",")),
+                            "answered",
+                            stamp,
+                            due,
+                            answered,
+                            0,
+                        )
                     )
                 if len(surveys) >= BATCH:
                     flush(loader, rows, counts)
@@ -260,8 +335,10 @@ def main() -> int:
         timed(f"trend over {len(QUARTERS)} quarters", trend_target, all_quarters)
         rated = sum(f.rated for f in figures)
         top = min((f for f in figures if f.rank), key=lambda f: f.rank, default=None)
-        print(f"\n2026Q3: {len(figures)} departments, {rated:,} ratings"
-              + (f", first {top.department_code} index {top.satisfaction_index:.1f}" if top else ""))
+        print(
+            f"\n2026Q3: {len(figures)} departments, {rated:,} ratings"
+            + (f", first {top.department_code} index {top.satisfaction_index:.1f}" if top else "")
+        )
     engine.dispose()
     return 0
 

@@ -9,10 +9,7 @@ string, in the same run. Prints req/s, p50 and p99 for both and their ratio, bes
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
@@ -20,7 +17,7 @@ from urllib.parse import urlencode
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webhook_load import Gunicorn, fresh_postgres, run_wrk, write_requests  # noqa: E402
+from webhook_load import run_webhook_benchmark  # noqa: E402
 
 from ivr.script import ItemContext, default_script, start  # noqa: E402
 from ivr.twilio_adapter import sign_request  # noqa: E402
@@ -33,7 +30,6 @@ from models.items import ServiceItem  # noqa: E402
 from models.settings import load_settings  # noqa: E402
 from models.surveys import Attempt, Survey  # noqa: E402
 
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGETS = {"SQLite": 1500, "PostgreSQL": 900}
 P99_TARGET_MS = 25
 RATIO_TARGET = 0.35
@@ -139,61 +135,14 @@ def build_store(url: str, count: int) -> list[tuple[str, str, str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--surveys", type=int, default=40_000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--pg-url", default=os.environ.get("RETURNVISIT_BENCH_PG_URL", PG_DEFAULT))
-    parser.add_argument("--skip-pg", action="store_true")
-    args = parser.parse_args()
-    bench_dir = str(Path(__file__).resolve().parent)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        bare = Gunicorn("bare_app:app", cwd=bench_dir)
-        baseline = run_wrk(bare.port, _bare_requests(Path(tmp)), seconds=args.seconds)
-        bare.stop()
-        targets = [("SQLite", f"sqlite:///{tmp}/voice.db")]
-        if not args.skip_pg:
-            targets.append(("PostgreSQL", fresh_postgres(args.pg_url, "rv_bench_voice")))
-        print(
-            f"bare Flask endpoint: {baseline.requests_per_second:,.0f} req/s, "
-            f"p50 {baseline.p50_ms:.1f} ms, p99 {baseline.p99_ms:.1f} ms"
-        )
-        print(
-            f"{'database':<12}{'req/s':>9}{'target':>9}{'p50 ms':>8}{'p99 ms':>8}{'target':>8}"
-            f"{'ratio':>7}{'target':>8}{'worker RSS MB':>15}  result"
-        )
-        for name, url in targets:
-            requests = build_store(url, args.surveys)
-            requests_file = Path(tmp) / f"{name}.tsv"
-            write_requests(requests_file, requests)
-            config = Path(tmp) / f"{name}.toml"
-            config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
-            server = Gunicorn("ivr.wsgi:app", env={"RETURNVISIT_CONFIG": str(config)})
-            result = run_wrk(server.port, requests_file, seconds=args.seconds)
-            rss = server.worker_rss_mb()
-            server.stop()
-            ratio = result.requests_per_second / baseline.requests_per_second
-            ok = (
-                result.requests_per_second >= TARGETS[name]
-                and result.p99_ms < P99_TARGET_MS
-                and ratio >= RATIO_TARGET
-                and result.requests <= args.surveys
-            )
-            print(
-                f"{name:<12}{result.requests_per_second:>9,.0f}{'>= ' + str(TARGETS[name]):>9}"
-                f"{result.p50_ms:>8.1f}{result.p99_ms:>8.1f}{'< 25':>8}{ratio:>7.0%}{'>= 35%':>8}"
-                f"{rss:>15.0f}  {'ok' if ok else 'MISSED'}  (errors: {result.errors})"
-            )
-            if result.requests > args.surveys:
-                print(
-                    f"  note: {result.requests} requests > {args.surveys} surveys; rerun with more --surveys"
-                )
-
-
-def _bare_requests(tmp: Path) -> Path:
-    path = tmp / "bare.tsv"
-    write_requests(path, [("/twilio/voice/gather", "Digits=1", "x")])
-    return path
+    run_webhook_benchmark(
+        __doc__.splitlines()[0],
+        build_store,
+        database_name="rv_bench_voice",
+        targets=TARGETS,
+        p99_target_ms=P99_TARGET_MS,
+        ratio_target=RATIO_TARGET,
+    )
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 WRK_LUA = r"""
 local requests = {}
 local index = 0
@@ -189,3 +190,88 @@ def run_wrk(
         line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line
     )
     return LoadResult(rate, percentile("50"), percentile("99"), total, errors or "none")
+
+
+def warm_up(port: int) -> None:
+    """Let every worker import the app before the measurement starts."""
+    import urllib.error
+
+    for _ in range(8):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30).read()  # noqa: S310
+        except urllib.error.HTTPError:
+            pass  # any answer means a worker is up (the bare app has no /healthz)
+    time.sleep(1)
+
+
+def run_webhook_benchmark(
+    description: str,
+    build_store: Callable[[str, int], list[tuple[str, str, str]]],
+    *,
+    database_name: str,
+    targets: dict[str, int],
+    p99_target_ms: float | None = None,
+    ratio_target: float | None = None,
+) -> None:
+    """Measure a webhook under gunicorn beside the bare endpoint, per database; print the table."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--surveys", type=int, default=40_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--pg-url", default=os.environ.get("RETURNVISIT_BENCH_PG_URL", PG_DEFAULT))
+    parser.add_argument("--skip-pg", action="store_true")
+    args = parser.parse_args()
+    bench_dir = str(Path(__file__).resolve().parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        bare_file = Path(tmp) / "bare.tsv"
+        write_requests(bare_file, [("/twilio/voice/gather", "Digits=1", "x")])
+        bare = Gunicorn("bare_app:app", cwd=bench_dir)
+        try:
+            warm_up(bare.port)
+            baseline = run_wrk(bare.port, bare_file, seconds=args.seconds)
+        finally:
+            bare.stop()
+        databases = [("SQLite", f"sqlite:///{tmp}/{database_name}.db")]
+        if not args.skip_pg:
+            databases.append(("PostgreSQL", fresh_postgres(args.pg_url, database_name)))
+        print(
+            f"bare Flask endpoint: {baseline.requests_per_second:,.0f} req/s, "
+            f"p50 {baseline.p50_ms:.1f} ms, p99 {baseline.p99_ms:.1f} ms"
+        )
+        print(
+            f"{'database':<12}{'req/s':>9}{'target':>9}{'p50 ms':>8}{'p99 ms':>8}{'target':>8}"
+            f"{'ratio':>7}{'target':>8}{'worker RSS MB':>15}  result"
+        )
+        for name, url in databases:
+            requests_file = Path(tmp) / f"{name}.tsv"
+            write_requests(requests_file, build_store(url, args.surveys))
+            config = Path(tmp) / f"{name}.toml"
+            config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
+            server = Gunicorn("ivr.wsgi:app", env={"RETURNVISIT_CONFIG": str(config)})
+            try:
+                warm_up(server.port)
+                result = run_wrk(server.port, requests_file, seconds=args.seconds)
+                rss = server.worker_rss_mb()
+            finally:
+                server.stop()
+            ratio = result.requests_per_second / baseline.requests_per_second
+            target = targets.get(name)
+            ok = (
+                (target is None or result.requests_per_second >= target)
+                and (p99_target_ms is None or result.p99_ms < p99_target_ms)
+                and (ratio_target is None or ratio >= ratio_target)
+                and result.requests <= args.surveys
+            )
+            print(
+                f"{name:<12}{result.requests_per_second:>9,.0f}{'>= ' + str(target) if target else '-':>9}"
+                f"{result.p50_ms:>8.1f}{result.p99_ms:>8.1f}"
+                f"{'< ' + format(p99_target_ms, 'g') if p99_target_ms else '-':>8}{ratio:>7.0%}"
+                f"{'>= ' + format(ratio_target, '.0%') if ratio_target else '-':>8}"
+                f"{rss:>15.0f}  {'ok' if ok else 'MISSED'}  (errors: {result.errors})"
+            )
+            if result.requests > args.surveys:
+                print(
+                    f"  note: {result.requests} requests > {args.surveys} surveys; rerun with more --surveys"
+                )

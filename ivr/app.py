@@ -15,11 +15,7 @@ def create_app(
     """Build the public WSGI app: load config, bind the store, register blueprints."""
     settings = settings or load_settings()
     if session_factory is None:
-        from models.db import make_engine, make_sessionmaker
-
-        session_factory = make_sessionmaker(
-            make_engine(settings.database.url, echo=settings.database.echo)
-        )
+        session_factory = web.session_factory_for(settings)
     app = Flask(__name__)
     app.config["JSON_AS_ASCII"] = False
     web.init_app(app, settings, session_factory)

@@ -20,6 +20,13 @@ def init_app(app: Flask, settings: Settings, session_factory: sessionmaker[Sessi
     app.teardown_appcontext(_close_session)
 
 
+def session_factory_for(settings: Settings) -> sessionmaker[Session]:
+    """Return a session factory on a new engine for the configured database (app factories use it)."""
+    from models.db import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine(settings.database.url, echo=settings.database.echo))
+
+
 def settings() -> Settings:
     """Return the settings of the current app."""
     return current_app.extensions[_EXT]["settings"]

@@ -25,11 +25,7 @@ def create_console_app(
     """Build the staff console WSGI app: load config, bind extensions, register blueprints."""
     settings = settings or load_settings()
     if session_factory is None:
-        from models.db import make_engine, make_sessionmaker
-
-        session_factory = make_sessionmaker(
-            make_engine(settings.database.url, echo=settings.database.echo)
-        )
+        session_factory = web.session_factory_for(settings)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.app.secret_key,
