@@ -7,6 +7,7 @@ from models import (  # noqa: F401 - imported for their tables and indexes
     items,
     messages,
     metrics,
+    operations,
     optouts,
     picks,
     quarters,
