@@ -6,6 +6,7 @@ passed down.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import tomllib
@@ -132,6 +133,21 @@ class RetentionSettings(_Section):
     purge_after_days: int = Field(gt=0)
 
 
+class MetricsSettings(_Section):
+    allow_networks: list[str]
+    store_cache_seconds: float = Field(ge=0)
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{network!r} is not an IP network (e.g. 10.0.0.0/8)") from exc
+        return value
+
+
 class Settings(_Section):
     app: AppSettings
     database: DatabaseSettings
@@ -143,6 +159,7 @@ class Settings(_Section):
     calendar: CalendarSettings
     cases: CaseSettings
     retention: RetentionSettings
+    metrics: MetricsSettings
 
     @property
     def is_production(self) -> bool:
