@@ -130,31 +130,36 @@ def voice_events(survey: Survey, attempt: Attempt, recording: str) -> dict[str, 
     }
 
 
-IN_ORDER = ["initiated", "ringing", "answered", "answer", "rate", "categories", "comment", "completed",
-            "recording"]
+IN_ORDER = "initiated ringing answered answer rate categories comment completed recording".split()
 
 VOICE_SCENARIOS = {
     # Twilio's "answered" event reaches us after the call already completed.
-    "completed-before-in-progress": ["initiated", "answer", "rate", "categories", "comment", "completed",
-                                     "answered", "ringing", "recording"],
+    "completed-before-in-progress": (
+        "initiated answer rate categories comment completed answered ringing recording"
+    ).split(),
     # Status callbacks (a repeated completed, a late ringing) after the last Gather and the hang-up.
-    "status-after-last-gather": ["initiated", "ringing", "answered", "answer", "rate", "categories",
-                                 "comment", "ringing", "answered", "completed", "completed", "recording",
-                                 "completed"],
+    "status-after-last-gather": (
+        "initiated ringing answered answer rate categories comment ringing answered"
+        " completed completed recording completed"
+    ).split(),
     # Every Gather (and the answer webhook) delivered twice, some after the next step.
-    "same-gather-twice": ["initiated", "ringing", "answered", "answer", "answer", "rate", "rate",
-                          "categories", "rate", "categories", "comment", "comment", "categories",
-                          "completed", "recording", "recording"],
+    "same-gather-twice": (
+        "initiated ringing answered answer answer rate rate categories rate categories"
+        " comment comment categories completed recording recording"
+    ).split(),
     # The recording's own status callback overtakes the Record action.
-    "recording-before-its-action": ["initiated", "ringing", "answered", "answer", "rate", "categories",
-                                    "recording", "comment", "completed"],
+    "recording-before-its-action": (
+        "initiated ringing answered answer rate categories recording comment completed"
+    ).split(),
     # The caller hangs up while recording: the completed callback races the Record action and wins.
-    "completed-before-last-action": ["initiated", "ringing", "answered", "answer", "rate", "categories",
-                                     "completed", "comment", "recording"],
+    "completed-before-last-action": (
+        "initiated ringing answered answer rate categories completed comment recording"
+    ).split(),
     # The call's status callbacks all arrive in reverse order, each twice.
-    "statuses-reversed-and-doubled": ["answer", "rate", "categories", "comment", "completed", "completed",
-                                      "answered", "answered", "ringing", "ringing", "initiated",
-                                      "initiated", "recording"],
+    "statuses-reversed-and-doubled": (
+        "answer rate categories comment completed completed answered answered ringing"
+        " ringing initiated initiated recording"
+    ).split(),
 }
 
 
@@ -192,13 +197,18 @@ def test_voice_callbacks_duplicated_or_out_of_order_store_what_the_in_order_call
     play_voice(twilio_post, expected_survey, expected_attempt, IN_ORDER, RECORDING.format(n=1))
     play_voice(twilio_post, survey, attempt, VOICE_SCENARIOS[scenario], RECORDING.format(n=2))
 
-    expected = snapshot(session, expected_survey, masks(expected_survey, expected_attempt,
-                                                        {RECORDING.format(n=1): "<recording>"}))
+    expected = snapshot(
+        session,
+        expected_survey,
+        masks(expected_survey, expected_attempt, {RECORDING.format(n=1): "<recording>"}),
+    )
     got = snapshot(session, survey, masks(survey, attempt, {RECORDING.format(n=2): "<recording>"}))
     # The in-order call itself is what the script promises: complete, three answers, one case.
     assert expected["survey"]["disposition"] == "complete"
     assert {a["question"]: a["value"] for a in expected["answers"]} == {
-        "rating": "dissatisfied", "categories": "stuck,delay", "comment": "<recording>",
+        "rating": "dissatisfied",
+        "categories": "stuck,delay",
+        "comment": "<recording>",
     }
     assert expected["attempts"][0]["status"] == AttemptStatus.COMPLETED
     assert len(expected["cases"]) == 1
@@ -211,8 +221,14 @@ def test_voice_callbacks_duplicated_or_out_of_order_store_what_the_in_order_call
 
 
 def _status_form(sid: str, status: str, error_code: str | None = None) -> dict[str, str]:
-    form = {"MessageSid": sid, "MessageStatus": status, "SmsStatus": status, "AccountSid": "AC" + "0" * 32,
-            "From": OURS, "ApiVersion": "2010-04-01"}
+    form = {
+        "MessageSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "AccountSid": "AC" + "0" * 32,
+        "From": OURS,
+        "ApiVersion": "2010-04-01",
+    }
     if error_code:
         form["ErrorCode"] = error_code
     return form
@@ -226,8 +242,15 @@ def sms_events(survey: Survey, attempt: Attempt, reply_sids: list[str]) -> dict[
     phone = survey.item.phone_e164
 
     def reply(n: int, body: str) -> tuple[str, dict[str, str]]:
-        return "/twilio/sms", {"MessageSid": reply_sids[n], "AccountSid": "AC" + "0" * 32, "From": phone,
-                               "To": OURS, "Body": body, "NumMedia": "0", "SmsStatus": "received"}
+        return "/twilio/sms", {
+            "MessageSid": reply_sids[n],
+            "AccountSid": "AC" + "0" * 32,
+            "From": phone,
+            "To": OURS,
+            "Body": body,
+            "NumMedia": "0",
+            "SmsStatus": "received",
+        }
 
     return {
         "queued": (status, _status_form(sid, "queued")),
@@ -239,14 +262,15 @@ def sms_events(survey: Survey, attempt: Attempt, reply_sids: list[str]) -> dict[
     }
 
 
-SMS_IN_ORDER = ["queued", "sent", "delivered", "reply-rating", "reply-comment"]
+SMS_IN_ORDER = "queued sent delivered reply-rating reply-comment".split()
 SMS_SCENARIOS = {
-    "statuses-reversed": ["delivered", "sent", "queued", "reply-rating", "reply-comment"],
-    "reply-before-any-status": ["reply-rating", "queued", "sent", "reply-comment", "delivered"],
-    "every-callback-twice": ["queued", "queued", "sent", "delivered", "sent", "reply-rating",
-                             "reply-rating", "delivered", "reply-comment", "queued", "reply-comment"],
-    "stale-failure-after-delivery": ["queued", "delivered", "reply-rating", "undelivered", "sent",
-                                     "reply-comment"],
+    "statuses-reversed": "delivered sent queued reply-rating reply-comment".split(),
+    "reply-before-any-status": "reply-rating queued sent reply-comment delivered".split(),
+    "every-callback-twice": (
+        "queued queued sent delivered sent reply-rating reply-rating delivered"
+        " reply-comment queued reply-comment"
+    ).split(),
+    "stale-failure-after-delivery": "queued delivered reply-rating undelivered sent reply-comment".split(),
 }
 
 
@@ -266,9 +290,17 @@ def sms_survey(session, settings, create_survey, create_campaign):
     def make():
         survey, attempt = create_survey("sms", campaign=campaign)
         body = compose_sms(session, survey, settings, now=datetime(2026, 11, 16, 2, 0, tzinfo=UTC))
-        session.add(Message(direction=Direction.OUTBOUND, provider_id=attempt.provider_id,
-                            survey_id=survey.id, from_e164=OURS, to_e164=survey.item.phone_e164,
-                            body=body, status=AttemptStatus.QUEUED))
+        session.add(
+            Message(
+                direction=Direction.OUTBOUND,
+                provider_id=attempt.provider_id,
+                survey_id=survey.id,
+                from_e164=OURS,
+                to_e164=survey.item.phone_e164,
+                body=body,
+                status=AttemptStatus.QUEUED,
+            )
+        )
         session.flush()
         return survey, attempt
 
@@ -289,15 +321,22 @@ def test_sms_callbacks_duplicated_or_out_of_order_store_what_the_in_order_texts_
     def replies(reply_sids):
         return {sid: f"<reply-{n}>" for n, sid in enumerate(reply_sids)}
 
-    expected = snapshot(session, expected_survey,
-                        masks(expected_survey, expected_attempt, replies(expected_sids)))
+    expected = snapshot(
+        session, expected_survey, masks(expected_survey, expected_attempt, replies(expected_sids))
+    )
     got = snapshot(session, survey, masks(survey, attempt, replies(sids)))
     assert expected["survey"]["disposition"] == "complete"
     assert expected["attempts"][0]["status"] == AttemptStatus.DELIVERED
     assert {a["question"]: a["value"] for a in expected["answers"]} == {
-        "rating": "dissatisfied", "categories": "delay", "comment": "等了太久",
+        "rating": "dissatisfied",
+        "categories": "delay",
+        "comment": "等了太久",
     }
     assert sorted((m["direction"], m["late"]) for m in expected["messages"]) == [
-        ("inbound", False), ("inbound", True), ("outbound", False), ("outbound", False), ("outbound", True),
+        ("inbound", False),
+        ("inbound", True),
+        ("outbound", False),
+        ("outbound", False),
+        ("outbound", True),
     ]
     assert got == expected
