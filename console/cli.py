@@ -263,6 +263,7 @@ def call(ctx: Context, survey_id: int | None, item_id: int | None, language: str
 
 def _register_commands() -> None:
     from console.cli_cycle import COMMANDS as cycle_commands
+    from console.cli_ops import COMMANDS as ops_commands
     from console.cli_scheduler import campaign, scheduler
     from console.cli_sms import sms
     from console.cli_users import console, users
@@ -272,7 +273,7 @@ def _register_commands() -> None:
     main.add_command(sms)
     main.add_command(campaign)
     main.add_command(scheduler)
-    for command in cycle_commands:
+    for command in (*cycle_commands, *ops_commands):
         main.add_command(command)
 
 

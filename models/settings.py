@@ -131,6 +131,8 @@ class CaseSettings(_Section):
 
 class RetentionSettings(_Section):
     purge_after_days: int = Field(gt=0)
+    scheduled_purge: bool
+    batch_size: int = Field(gt=0)
 
 
 class MetricsSettings(_Section):

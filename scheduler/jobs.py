@@ -3,7 +3,9 @@
 Each job opens its own session, takes `now` from the clock, does one sweep and returns a dict of
 counts that is logged. `run_once` runs one tick of every job in list order; `build_scheduler` runs
 them every `scheduler.tick_seconds` in APScheduler's BlockingScheduler, on one worker thread so the
-jobs of one process never overlap (max_instances 1, late runs coalesced into one).
+jobs of one process never overlap (max_instances 1, late runs coalesced into one). After every job the
+process writes its heartbeat row (models.operations.SchedulerHeartbeat): when each job last ran, its
+counts or its error; `returnvisit status` reads them.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
+from models.operations import record_beat
 from models.settings import Settings
 from scheduler.dispatch import ComposeSms, Dispatcher, recover_leases
 from scheduler.gateway import Gateway
@@ -48,6 +52,8 @@ class SchedulerEnv:
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
     owner: str = field(default_factory=default_owner)
+    # When this process's first job ran (set by the first heartbeat).
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,47 @@ def escalate_job(env: SchedulerEnv) -> dict[str, int]:
     return sweep(env.sessions, env.settings, env.clock)
 
 
+RETENTION_LOCK = "retention"
+# Items one tick's purge handles at most (in `retention.batch_size` batches), so dispatch never waits
+# long behind a first purge of years of data; the next ticks carry on until the run is finished.
+RETENTION_ITEMS_PER_TICK = 5000
+
+
+def retention_job(env: SchedulerEnv) -> dict[str, int]:
+    """Once a day, purge personal data older than the retention period (one scheduler at a time)."""
+    from models.retention import last_run_at, purge, purge_due, retention_cutoff
+
+    settings = env.settings.retention
+    now = env.clock()
+    if not settings.scheduled_purge:
+        return {}
+    with env.sessions() as session:
+        if not purge_due(last_run_at(session), now):
+            return {}
+        if not acquire_lock(session, RETENTION_LOCK, env.owner, now, timedelta(minutes=30)):
+            return {"purging_elsewhere": 1}
+    try:
+        with env.sessions() as session:
+            if not purge_due(last_run_at(session), now):  # another scheduler finished it meanwhile
+                return {}
+        report = purge(
+            env.sessions,
+            cutoff=retention_cutoff(now, settings.purge_after_days),
+            now=now,
+            region=env.settings.phones.default_region,
+            batch_size=settings.batch_size,
+            actor=f"scheduler {env.owner}",
+            max_items=RETENTION_ITEMS_PER_TICK,
+        )
+    finally:
+        with env.sessions() as session:
+            release_lock(session, RETENTION_LOCK, env.owner)
+    counts = {
+        f"{table}.{what}": count for table, fields in report.counts.items() for what, count in fields.items()
+    }
+    return {**counts, "held_items": report.held_items, "finished": int(report.complete)}
+
+
 # The jobs of one tick, in the order run_once runs them. Ids are stable: logs and APScheduler use them.
 JOBS: tuple[Job, ...] = (
     Job("recover-leases", recover_leases_job, "close attempts left unplaced by a crash"),
@@ -116,6 +163,7 @@ JOBS: tuple[Job, ...] = (
     Job("pick", pick_job, "pick completed items into surveys"),
     Job("dispatch", dispatch_job, "place due calls and texts"),
     Job("escalate", escalate_job, "escalate overdue rectification cases"),
+    Job("retention", retention_job, "purge personal data past the retention period, daily"),
 )
 
 
@@ -138,13 +186,41 @@ def release_scheduler_lock(env: SchedulerEnv) -> None:
             release_lock(session, SCHEDULER_LOCK, env.owner)
 
 
+def beat(
+    env: SchedulerEnv, job: Job, seconds: float, counts: dict[str, int] | None, error: str | None
+) -> None:
+    """Write this job's run into the process's heartbeat row; a failure here is logged, never raised."""
+    now = env.clock()
+    if env.started_at is None:
+        env.started_at = now
+    result: dict[str, Any] = {"at": now.isoformat(), "seconds": round(seconds, 3), "counts": counts or {}}
+    if error is not None:
+        result["error"] = error[:500]
+    try:
+        with env.sessions() as session:
+            record_beat(
+                session, owner=env.owner, started_at=env.started_at, job_id=job.id, job_result=result, now=now
+            )
+            session.commit()
+    except Exception:  # the heartbeat must never stop the jobs it reports on
+        logger.exception("could not write the scheduler heartbeat")
+
+
 def run_job(job: Job, env: SchedulerEnv) -> dict[str, int]:
-    """Run one job once (if this process may), log its counts and return them."""
+    """Run one job once (if this process may), log its counts, beat, and return them."""
     if not holds_scheduler_lock(env):
-        return {"not_lock_holder": 1}
+        counts = {"not_lock_holder": 1}
+        beat(env, job, 0.0, counts, None)
+        return counts
     started = time.perf_counter()
-    counts = job.run(env)  # an exception is logged by APScheduler (or raised to run_once's caller)
-    logger.info("job %s (%.2f s): %s", job.id, time.perf_counter() - started, counts)
+    try:
+        counts = job.run(env)
+    except Exception as exc:  # logged by APScheduler (or raised to run_once's caller) after the beat
+        beat(env, job, time.perf_counter() - started, None, f"{type(exc).__name__}: {exc}")
+        raise
+    seconds = time.perf_counter() - started
+    logger.info("job %s (%.2f s): %s", job.id, seconds, counts)
+    beat(env, job, seconds, counts, None)
     return counts
 
 
