@@ -1,6 +1,8 @@
 """One conversation step for any channel: build the item context, run the engine, store what it said.
 
-Voice and SMS views call this; only the rendering (TwiML or a text) differs.
+Voice and SMS views call this; only the rendering (TwiML or a text) differs. The survey is an ORM
+`Survey` or, on the hot webhooks, a `SurveyRecord` (models/survey_ops.py) whose owner writes back its
+changed columns; answers are written here either way.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from models.domain import BAD_GRADES
 from models.optouts import OptOutChannel, OptOutSource
 from models.quarter_ops import is_quarter_closed, mark_late_answers
 from models.settings import Settings
-from models.survey_ops import add_opt_out, finish_survey, record_answer
+from models.survey_ops import SurveyRecord, add_opt_out, finish_survey, record_answer
 from models.surveys import Survey, SurveyKind, SurveyState
 from scheduler.policy import quarter_of
+
+AnySurvey = Survey | SurveyRecord
 
 
 @functools.lru_cache(maxsize=32)
@@ -38,7 +42,7 @@ def _load_script_file(path: str, mtime: float) -> Script:
     return load_script(Path(path))
 
 
-def script_for(session: Session, survey: Survey) -> Script:
+def script_for(session: Session, survey: AnySurvey) -> Script:
     """Return the script the survey's campaign uses (the default script unless it names a file)."""
     name = str((survey.campaign.config or {}).get("script", "default") or "default")
     if name == "default":
@@ -47,7 +51,7 @@ def script_for(session: Session, survey: Survey) -> Script:
     return _load_script_file(str(path), path.stat().st_mtime)
 
 
-def context_for(session: Session, survey: Survey, settings: Settings) -> ItemContext:
+def context_for(session: Session, survey: AnySurvey, settings: Settings) -> ItemContext:
     """Return what the prompts say about the survey's item: department, matter, local date."""
     item = survey.item
     return ItemContext(
@@ -59,7 +63,7 @@ def context_for(session: Session, survey: Survey, settings: Settings) -> ItemCon
     )
 
 
-def conversation_state(survey: Survey, channel: str) -> dict[str, Any] | None:
+def conversation_state(survey: AnySurvey, channel: str) -> dict[str, Any] | None:
     """Return the engine state of the survey's conversation on this channel, if one started."""
     stored = survey.script_state or {}
     engine = stored.get("engine")
@@ -68,7 +72,7 @@ def conversation_state(survey: Survey, channel: str) -> dict[str, Any] | None:
     return None
 
 
-def begin(session: Session, survey: Survey, channel: str, settings: Settings, now: datetime) -> StepResult:
+def begin(session: Session, survey: AnySurvey, channel: str, settings: Settings, now: datetime) -> StepResult:
     """Open the conversation: greeting and first question."""
     flow = Flow.VERIFICATION if survey.kind == SurveyKind.VERIFICATION else Flow.SURVEY
     result = start(script_for(session, survey), context_for(session, survey, settings), flow, channel)
@@ -77,7 +81,7 @@ def begin(session: Session, survey: Survey, channel: str, settings: Settings, no
 
 
 def advance(
-    session: Session, survey: Survey, channel: str, user_input: Input, settings: Settings, now: datetime
+    session: Session, survey: AnySurvey, channel: str, user_input: Input, settings: Settings, now: datetime
 ) -> StepResult:
     """Apply one input to the stored conversation and store what it produced."""
     state = conversation_state(survey, channel)
@@ -89,7 +93,7 @@ def advance(
 
 
 def _store(
-    session: Session, survey: Survey, channel: str, result: StepResult, settings: Settings, now: datetime
+    session: Session, survey: AnySurvey, channel: str, result: StepResult, settings: Settings, now: datetime
 ) -> None:
     survey.script_state = {**(survey.script_state or {}), "engine": result.state, "channel": channel}
     survey.updated_at = now

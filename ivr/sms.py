@@ -36,9 +36,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from flask import Blueprint, Response, request
-from sqlalchemy import Table, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ivr import conversation, web
@@ -52,8 +50,16 @@ from models.messages import Direction, Message
 from models.optouts import OptOut, OptOutChannel, OptOutSource
 from models.phones import normalize_phone
 from models.settings import Settings
-from models.sms_routing import closed_sms_survey, open_sms_survey, open_sms_surveys
-from models.survey_ops import add_opt_out, attempt_of, finish_survey, survey_by_token
+from models.sms_routing import closed_sms_survey, open_sms_survey, open_sms_surveys, set_attempt_status
+from models.survey_ops import (
+    SurveyRecord,
+    add_opt_out,
+    attempt_of,
+    finish_survey,
+    insert_once,
+    save_survey,
+    survey_by_token,
+)
 from models.surveys import FINAL_ATTEMPT_STATUSES, Attempt, AttemptStatus, Survey, SurveyState
 
 log = logging.getLogger(__name__)
@@ -63,6 +69,9 @@ RECEIVED = "received"  # Message.status of an inbound text
 REPLY_SUFFIX = "/reply"
 # Message rows are written with Core inserts: two a request, no unit-of-work needed.
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+_REPLY_BODY = select(MESSAGES.c.body).where(MESSAGES.c.provider_id == bindparam("sid"))
+_OUTBOUND = insert(MESSAGES)
+_INBOUND_ONCE = insert_once(MESSAGES, ["provider_id"])
 
 ENDED = {
     "zh-CN": "本次回访已经结束，感谢您的回复。",
@@ -147,8 +156,6 @@ def inbound() -> Response:
     settings = web.settings()
     now = utcnow()
     sid = _message_sid()
-    if sid is not None and session.scalar(select(Message.id).where(Message.provider_id == sid)):
-        return _replay(session, sid)
     citizen, sender = _number("From", settings)
     _, ours = _number("To", settings)
     body = request.form.get("Body", "").replace("\x00", "")  # PostgreSQL text cannot hold NUL
@@ -170,7 +177,7 @@ def inbound() -> Response:
     }
     if not _insert_once(session, message):
         session.rollback()
-        return _replay(session, sid)  # the same text, stored meanwhile by a concurrent request
+        return _replay(session, sid)  # a repeated webhook (or a concurrent one) of a stored text
 
     script = conversation.script_for(session, survey) if survey else default_script()
     state = conversation.conversation_state(survey, SMS) if survey else None
@@ -182,8 +189,9 @@ def inbound() -> Response:
     if parsed.keyword is not None:
         texts = _keyword(session, parsed.keyword, citizen, survey, script, language, settings)
     elif survey is not None and state is not None:
-        if route and _progress(route.attempt.status) < _progress(AttemptStatus.DELIVERED):
-            route.attempt.status = AttemptStatus.DELIVERED  # a reply proves the text arrived
+        if route and _progress(route.attempt_status) < _progress(AttemptStatus.DELIVERED):
+            # A reply proves the text arrived.
+            set_attempt_status(session, route.attempt_id, AttemptStatus.DELIVERED.value)
         sms_reply = _sms_reply(parsed, script, expect)
         texts = conversation.advance(session, survey, SMS, sms_reply, settings, now).say
     elif survey is not None:
@@ -203,12 +211,14 @@ def inbound() -> Response:
             "body": "\n".join(texts),
             "status": AttemptStatus.QUEUED.value,
         }
-        session.execute(insert(MESSAGES).values(**outbound))
+        session.connection().execute(_OUTBOUND, outbound)
+    if survey is not None:
+        save_survey(session, survey)
     session.commit()
     return twiml_response(render_message(texts))
 
 
-def _answered_late(session: Session, survey: Survey) -> bool:
+def _answered_late(session: Session, survey: SurveyRecord) -> bool:
     # "Ended" goes out once per survey, so an auto-responder cannot start a loop of texts with us.
     late_reply = select(MESSAGES.c.id).where(
         MESSAGES.c.survey_id == survey.id,
@@ -221,14 +231,12 @@ def _answered_late(session: Session, survey: Survey) -> bool:
 def _insert_once(session: Session, values: Mapping[str, object]) -> bool:
     """Store the inbound text unless its MessageSid is stored already; return whether it was."""
     dialect = session.get_bind().dialect.name
-    stmt = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(MESSAGES).values(**values)
-    # RETURNING rather than rowcount: through the session, psycopg reports rowcount -1 here.
-    once = stmt.on_conflict_do_nothing(index_elements=["provider_id"]).returning(MESSAGES.c.id)
-    return session.execute(once).scalar() is not None
+    once = _INBOUND_ONCE["postgresql" if dialect == "postgresql" else "sqlite"]
+    return session.connection().execute(once, values).scalar() is not None
 
 
 def _replay(session: Session, sid: str | None) -> Response:
-    stored = session.scalar(select(Message.body).where(Message.provider_id == f"{sid}{REPLY_SUFFIX}"))
+    stored = session.connection().execute(_REPLY_BODY, {"sid": f"{sid}{REPLY_SUFFIX}"}).scalar()
     return twiml_response(render_message([stored] if stored else []))
 
 
@@ -256,7 +264,7 @@ def _keyword(
     session: Session,
     keyword: Keyword,
     citizen: str | None,
-    survey: Survey | None,
+    survey: SurveyRecord | None,
     script: Script,
     language: str,
     settings: Settings,
@@ -281,12 +289,16 @@ def _keyword(
     if citizen:
         add_opt_out(session, citizen, channel=OptOutChannel.ALL, source=OptOutSource.SMS_KEYWORD, now=now)
         for open_survey in open_sms_surveys(session, citizen):
+            if survey is not None and open_survey.id == survey.id:
+                open_survey = survey  # one record per row: the caller writes this one back
             if conversation.conversation_state(open_survey, SMS) is None:
                 finish_survey(session, open_survey, Disposition.REFUSED.value, now)
-                continue
-            result = conversation.advance(session, open_survey, SMS, SmsReply(optout=True), settings, now)
-            if open_survey is survey:
-                texts = result.say
+            else:
+                result = conversation.advance(session, open_survey, SMS, SmsReply(optout=True), settings, now)
+                if open_survey is survey:
+                    texts = result.say
+            if open_survey is not survey:
+                save_survey(session, open_survey)
     if not texts:
         ctx = (
             conversation.context_for(session, survey, settings)

@@ -6,16 +6,18 @@ and call the engine; everything Twilio-shaped that goes back out is built here.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr.script import StepResult
+from ivr.script import Ask, StepResult
 from models.surveys import AttemptStatus
 
 log = logging.getLogger(__name__)
@@ -53,37 +55,57 @@ def render_voice(
     result: StepResult, voice: Voice, action_url: str, recording_status_url: str | None = None
 ) -> str:
     """Render one engine step as TwiML: prompts, then a Gather or Record, or a hang-up."""
+    ask = None if result.done else result.ask
+    # Every call of a script hears the same few documents but for the survey's URLs: the document is
+    # built once with placeholders (an ElementTree per request costs more than the rest of the step).
+    template = _voice_template(tuple(result.say), voice, ask, recording_status_url is not None)
+    return template.replace(_ACTION, _attribute(action_url)).replace(
+        _RECORDING_STATUS, _attribute(recording_status_url or "")
+    )
+
+
+# Placeholders no prompt or URL contains; replaced by the XML-escaped URLs of the survey.
+_ACTION = "__returnvisit_action_url__"
+_RECORDING_STATUS = "__returnvisit_recording_status_url__"
+
+
+def _attribute(value: str) -> str:
+    return xml_escape(value, {'"': "&quot;"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _voice_template(say: tuple[str, ...], voice: Voice, ask: Ask | None, with_recording_status: bool) -> str:
+    texts = list(say)
     response = VoiceResponse()
-    ask = result.ask
-    if result.done or ask is None:
-        _say(response, result.say, voice)
+    if ask is None:
+        _say(response, texts, voice)
         response.hangup()
     elif ask.kind == "record":
-        _say(response, result.say, voice)
+        _say(response, texts, voice)
         response.record(
-            action=action_url,
+            action=_ACTION,
             method="POST",
             max_length=ask.max_length,
             finish_on_key=ask.finish_on_key or "#",
             timeout=ask.timeout or 5,
             play_beep=True,
-            recording_status_callback=recording_status_url,
-            recording_status_callback_method="POST" if recording_status_url else None,
+            recording_status_callback=_RECORDING_STATUS if with_recording_status else None,
+            recording_status_callback_method="POST" if with_recording_status else None,
         )
         # Twilio skips the action when nothing was recorded and runs the next verb: say it was skipped.
-        response.redirect(action_url, method="POST")
+        response.redirect(_ACTION, method="POST")
     else:
         gather = response.gather(
-            action=action_url,
+            action=_ACTION,
             method="POST",
             input="dtmf",
             num_digits=ask.num_digits,
             finish_on_key=ask.finish_on_key if ask.finish_on_key else "",
             timeout=ask.timeout or 5,
         )
-        _say(gather, result.say, voice)
+        _say(gather, texts, voice)
         # No keys before the timeout: Twilio falls through to here, which the view reads as silence.
-        response.redirect(action_url, method="POST")
+        response.redirect(_ACTION, method="POST")
     return str(response)
 
 

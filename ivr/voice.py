@@ -27,10 +27,13 @@ from models.base import utcnow
 from models.domain import Channel, Disposition
 from models.settings import Settings
 from models.survey_ops import (
+    SurveyRecord,
     answers_of,
     attempt_of,
     finish_survey,
+    load_survey,
     record_answer,
+    save_survey,
     survey_by_token,
 )
 from models.surveys import FINAL_ATTEMPT_STATUSES, Attempt, AttemptStatus, Survey, SurveyState
@@ -65,12 +68,12 @@ def apology() -> Response:
     return twiml_response(render_hangup([APOLOGY[language]], voice_for(web.settings(), language)))
 
 
-def _goodbye(survey: Survey | None) -> Response:
+def _goodbye(survey: Survey | SurveyRecord | None) -> Response:
     language = survey.language if survey and survey.language in GOODBYE else _default_language()
     return twiml_response(render_hangup([GOODBYE[language]], voice_for(web.settings(), language)))
 
 
-def _render(survey: Survey, result: StepResult) -> str:
+def _render(survey: SurveyRecord, result: StepResult) -> str:
     settings = web.settings()
     base = settings.app.public_base_url
     seq = int(result.state["seq"])
@@ -85,7 +88,7 @@ def _render(survey: Survey, result: StepResult) -> str:
 _REPLIES_KEPT = 4  # a Twilio retry repeats one of the last few requests of a call
 
 
-def _remember(survey: Survey, call_sid: str, request_key: str, twiml: str) -> None:
+def _remember(survey: SurveyRecord, call_sid: str, request_key: str, twiml: str) -> None:
     # The answers given to this call's last requests, so a repeated webhook gets the same TwiML.
     stored = survey.script_state or {}
     replies = dict(stored.get("replies") or {}) if stored.get("call_sid") == call_sid else {}
@@ -98,7 +101,7 @@ def _remember(survey: Survey, call_sid: str, request_key: str, twiml: str) -> No
     }
 
 
-def _replay(survey: Survey, call_sid: str, request_key: str) -> str | None:
+def _replay(survey: SurveyRecord, call_sid: str, request_key: str) -> str | None:
     stored = survey.script_state or {}
     if stored.get("call_sid") != call_sid:
         return None
@@ -118,11 +121,11 @@ def answered() -> Response:
     """The citizen picked up: greet them and ask the first question (or hang up on a machine)."""
     session = web.db_session()
     now = utcnow()
-    survey = survey_by_token(session, request.args.get("survey"), for_update=True)
+    survey = load_survey(session, request.args.get("survey"), for_update=True)
     call_sid = request.form.get("CallSid", "")
     if survey is None:
         return _goodbye(None)
-    stored = survey.script_state or {}
+    stored = survey.script_state
     if call_sid and stored.get("call_sid") == call_sid and stored.get("last_twiml"):
         # Twilio repeated the answer webhook of a call already under way: the current step again.
         return twiml_response(str(stored["last_twiml"]))
@@ -145,6 +148,7 @@ def answered() -> Response:
     result = conversation.begin(session, survey, VOICE, web.settings(), now)
     twiml = _render(survey, result)
     _remember(survey, call_sid, "answer", twiml)
+    save_survey(session, survey)
     session.commit()
     return twiml_response(twiml)
 
@@ -172,7 +176,7 @@ def gathered() -> Response:
     """Keys were pressed (or not) at a menu, or a comment was recorded: take the next step."""
     session = web.db_session()
     now = utcnow()
-    survey = survey_by_token(session, request.args.get("survey"), for_update=True)
+    survey = load_survey(session, request.args.get("survey"), for_update=True)
     call_sid = request.form.get("CallSid", "")
     if survey is None:
         return _goodbye(None)
@@ -185,11 +189,12 @@ def gathered() -> Response:
         return _goodbye(survey)
     if str(state.get("seq")) != request.args.get("seq"):
         # A stale action from an earlier step: answer with the current step again.
-        stored = (survey.script_state or {}).get("last_twiml")
+        stored = survey.script_state.get("last_twiml")
         return twiml_response(str(stored)) if stored else _goodbye(survey)
     result = conversation.advance(session, survey, VOICE, _input_for(state), web.settings(), now)
     twiml = _render(survey, result)
     _remember(survey, call_sid, request_key, twiml)
+    save_survey(session, survey)
     session.commit()
     return twiml_response(twiml)
 

@@ -4,51 +4,70 @@ A survey text goes out from one of our numbers (Attempt.from_number); the citize
 to that number. Of the surveys of the citizen's number, the one a reply belongs to is the newest whose
 latest SMS attempt was sent from the number the reply reached (DESIGN §6).
 
-The queries start from the citizen's number (ix_service_items_phone_e164), go to the surveys of those
-items and fetch all their attempts; a citizen has a handful, so the latest SMS attempt of each survey
-is picked here rather than by a correlated subquery the planner might start from.
+The query starts from the citizen's number (ix_service_items_phone_e164), goes to the surveys of those
+items and fetches all their attempts; a citizen has a handful, so the latest SMS attempt of each survey
+is picked here rather than by a correlated subquery the planner might start from. Surveys come back
+as SurveyRecords (models/survey_ops.py): one Core statement, as the SMS webhook's rate needs.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, select
-from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy import ColumnElement, Select, Table, bindparam, select, update
+from sqlalchemy.orm import Session
 
 from models.domain import Channel
-from models.items import ServiceItem
-from models.surveys import Attempt, Survey, SurveyState
+from models.survey_ops import ITEM_PHONE, RECORD_COLUMNS, RECORD_FROM, SURVEYS, SurveyRecord, record_from_row
+from models.surveys import Attempt, SurveyState
 
 _SMS = Channel.SMS.value
+ATTEMPTS: Table = Attempt.__table__  # type: ignore[assignment]
 
 
 class Route(NamedTuple):
     """The survey a reply answers, and its latest SMS attempt (the text being answered)."""
 
-    survey: Survey
-    attempt: Attempt
+    survey: SurveyRecord
+    attempt_id: int
+    attempt_status: str
+    from_number: str | None
 
 
-def _routes(
-    session: Session, citizen: str, state: ColumnElement[bool], *, for_update: bool = False
-) -> list[Route]:
-    """Return each survey of the number texted at least once with its latest SMS attempt, newest first."""
+def _routes_statement(state: ColumnElement[bool], for_update: bool) -> Select[Any]:
     stmt = (
-        select(Survey, Attempt)
-        .join(ServiceItem, ServiceItem.id == Survey.item_id)
-        .join(Attempt, Attempt.survey_id == Survey.id)
-        .where(ServiceItem.phone_e164 == citizen, state)
-        .options(contains_eager(Survey.item), joinedload(Survey.campaign, innerjoin=True))
-        .order_by(Attempt.id.desc())
+        select(
+            *RECORD_COLUMNS,
+            ATTEMPTS.c.id.label("attempt_id"),
+            ATTEMPTS.c.channel.label("attempt_channel"),
+            ATTEMPTS.c.status.label("attempt_status"),
+            ATTEMPTS.c.from_number.label("attempt_from_number"),
+        )
+        .select_from(RECORD_FROM.join(ATTEMPTS, ATTEMPTS.c.survey_id == SURVEYS.c.id))
+        .where(ITEM_PHONE == bindparam("citizen"), state)
+        .order_by(ATTEMPTS.c.id.desc())
     )
-    if for_update:
-        stmt = stmt.with_for_update(of=Survey)
+    return stmt.with_for_update(of=SURVEYS) if for_update else stmt
+
+
+# Built once: compiled once per process.
+_OPEN = _routes_statement(SURVEYS.c.state != SurveyState.DONE.value, for_update=False)
+_OPEN_LOCKED = _routes_statement(SURVEYS.c.state != SurveyState.DONE.value, for_update=True)
+_CLOSED = _routes_statement(SURVEYS.c.state == SurveyState.DONE.value, for_update=False)
+_DELIVERED_BY_REPLY = (
+    update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id")).values(status=bindparam("status"))
+)
+
+
+def _routes(session: Session, citizen: str, stmt: Select[Any]) -> list[Route]:
+    """Return each survey of the number texted at least once with its latest SMS attempt, newest first."""
     latest: dict[int, Route] = {}
-    for survey, attempt in session.execute(stmt):
-        if attempt.channel == _SMS and survey.id not in latest:
-            latest[survey.id] = Route(survey, attempt)
-    return sorted(latest.values(), key=lambda route: route.attempt.id, reverse=True)
+    for row in session.connection().execute(stmt, {"citizen": citizen}).mappings():
+        if row["attempt_channel"] == _SMS and row["id"] not in latest:
+            latest[row["id"]] = Route(
+                record_from_row(row), row["attempt_id"], row["attempt_status"], row["attempt_from_number"]
+            )
+    return sorted(latest.values(), key=lambda route: route.attempt_id, reverse=True)
 
 
 def open_sms_survey(
@@ -59,16 +78,21 @@ def open_sms_survey(
     With `for_update` the citizen's open surveys are locked (PostgreSQL), so two replies to one
     survey are applied one after the other and the second sees the state the first left.
     """
-    routes = _routes(session, citizen, Survey.state != SurveyState.DONE, for_update=for_update)
-    return next((route for route in routes if route.attempt.from_number == our_number), None)
+    routes = _routes(session, citizen, _OPEN_LOCKED if for_update else _OPEN)
+    return next((route for route in routes if route.from_number == our_number), None)
 
 
-def open_sms_surveys(session: Session, citizen: str) -> list[Survey]:
+def open_sms_surveys(session: Session, citizen: str) -> list[SurveyRecord]:
     """Return every open survey that has texted `citizen`, from any of our numbers (newest first)."""
-    return [route.survey for route in _routes(session, citizen, Survey.state != SurveyState.DONE)]
+    return [route.survey for route in _routes(session, citizen, _OPEN)]
 
 
-def closed_sms_survey(session: Session, citizen: str, our_number: str) -> Survey | None:
+def closed_sms_survey(session: Session, citizen: str, our_number: str) -> SurveyRecord | None:
     """Return the most recent closed survey a reply from `citizen` to `our_number` arrives late for."""
-    routes = _routes(session, citizen, Survey.state == SurveyState.DONE)
-    return next((route.survey for route in routes if route.attempt.from_number == our_number), None)
+    routes = _routes(session, citizen, _CLOSED)
+    return next((route.survey for route in routes if route.from_number == our_number), None)
+
+
+def set_attempt_status(session: Session, attempt_id: int, status: str) -> None:
+    """Set the status of the attempt a route names (a reply proves its text was delivered)."""
+    session.connection().execute(_DELIVERED_BY_REPLY, {"attempt_id": attempt_id, "status": status})

@@ -300,7 +300,8 @@ def test_database_failure_answers_an_apology_not_a_trace(
     def broken(*args, **kwargs):
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
 
-    monkeypatch.setattr("ivr.voice.survey_by_token", broken)
+    monkeypatch.setattr("ivr.voice.load_survey", broken)  # the answer and Gather webhooks
+    monkeypatch.setattr("ivr.voice.survey_by_token", broken)  # the status callbacks
     response = answer_call(twilio_post, survey, attempt)
     body = response.get_data(as_text=True)
     assert response.status_code == 200
