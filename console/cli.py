@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.intake import IntakeOptions
+from models.logs import setup_logging
 from models.settings import ConfigError, Settings, load_settings
 
 
@@ -74,10 +75,7 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """returnvisit: telephone and SMS return visits for government service centres."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(logging.DEBUG if verbose else logging.INFO)  # JSON off a terminal, phones masked
     ctx.obj = Context(config_path)
     ctx.call_on_close(ctx.obj.close)
 
