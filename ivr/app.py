@@ -22,10 +22,12 @@ def create_app(
 
     from ivr.health import bp as health_bp
     from ivr.intake_api import bp as intake_bp
+    from ivr.observability import bp as metrics_bp
     from ivr.sms import bp as sms_bp
     from ivr.voice import bp as voice_bp
 
     app.register_blueprint(health_bp)
+    app.register_blueprint(metrics_bp)
     app.register_blueprint(intake_bp)
     app.register_blueprint(voice_bp)
     app.register_blueprint(sms_bp)

@@ -1,4 +1,5 @@
-"""What every Twilio webhook does first and last: check the signature, log one line, never leak a trace."""
+"""What every Twilio webhook does first and last: check the signature, never leak a trace, and log one
+line (CallSid or MessageSid, survey token prefix, status, latency) and observe its latency."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, request
 
 from ivr import web
+from ivr.observability import observe_webhook
 from ivr.twilio_adapter import is_valid_signature
 
 log = logging.getLogger("returnvisit.webhooks")
@@ -61,34 +63,55 @@ def twilio_webhook(
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             started = time.perf_counter()
-            sid = request.form.get("CallSid") or request.form.get("MessageSid") or "-"
             if not signature_ok():
+                response = Response("invalid signature", status=403, mimetype="text/plain")
                 log.warning(
-                    "forged or unsigned request refused: %s %s sid=%s from %s",
+                    "forged or unsigned request refused: %s %s from %s",
                     request.method,
                     request.path,
-                    sid,
                     request.remote_addr,
+                    extra=_ids(),
                 )
-                return Response("invalid signature", status=403, mimetype="text/plain")
+                _served(response, started, log_line=False)
+                return response
             try:
                 response = view(*args, **kwargs)
             except Exception:
                 # The caller hears an apology and the call ends; Twilio never sees a trace.
-                log.exception("webhook %s failed sid=%s", request.path, sid)
+                log.exception("webhook %s failed", request.path, extra=_ids())
                 response = on_error()
-            if current_app.debug or log.isEnabledFor(logging.INFO):
-                log.info(
-                    "%s %s sid=%s survey=%s status=%s %.1fms",
-                    request.method,
-                    request.path,
-                    sid,
-                    request.args.get("survey", "-")[:8],
-                    response.status_code,
-                    (time.perf_counter() - started) * 1000,
-                )
+            _served(response, started)
             return response
 
         return wrapper
 
     return decorate
+
+
+def _ids() -> dict[str, str]:
+    """Return the provider ids and survey token prefix of this request, as log fields."""
+    form = request.form
+    fields = {"survey": request.args.get("survey", "-")[:8]}
+    if call_sid := form.get("CallSid"):
+        fields["call_sid"] = call_sid
+    if message_sid := form.get("MessageSid"):
+        fields["message_sid"] = message_sid
+    return fields
+
+
+def _served(response: Response, started: float, *, log_line: bool = True) -> None:
+    """Observe the latency and status of an answered webhook; log its one line."""
+    seconds = time.perf_counter() - started
+    endpoint = request.endpoint or "unknown"
+    observe_webhook(endpoint, response.status_code, seconds)
+    if log_line and log.isEnabledFor(logging.INFO):
+        fields: dict[str, Any] = _ids()
+        fields.update(endpoint=endpoint, status=response.status_code, latency_ms=round(seconds * 1000, 2))
+        log.info(
+            "%s %s %s %.1fms",
+            request.method,
+            request.path,
+            response.status_code,
+            seconds * 1000,
+            extra=fields,
+        )

@@ -74,4 +74,13 @@ def create_console_app(
         simulator,
     ):
         app.register_blueprint(module.bp)
+
+    # Probes and Prometheus answer without a login (/metrics checks metrics.allow_networks itself).
+    from console.web.access import login_exempt
+    from ivr import health, store_metrics
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(store_metrics.bp)
+    for endpoint in ("health.healthz", "health.readyz", "store_metrics.metrics"):
+        login_exempt(app.view_functions[endpoint])
     return app
