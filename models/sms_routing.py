@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from models.domain import Channel
-from models.survey_ops import ITEM_PHONE, RECORD_COLUMNS, RECORD_FROM, SURVEYS, SurveyRecord, record_from_row
+from models.survey_ops import ITEM_PHONE, RECORD_COLUMNS, RECORD_FROM, SURVEYS, SurveyRecord
 from models.surveys import Attempt, SurveyState
 
 _SMS = Channel.SMS.value
@@ -65,7 +65,7 @@ def _routes(session: Session, citizen: str, stmt: Select[Any]) -> list[Route]:
     for row in session.connection().execute(stmt, {"citizen": citizen}).mappings():
         if row["attempt_channel"] == _SMS and row["id"] not in latest:
             latest[row["id"]] = Route(
-                record_from_row(row), row["attempt_id"], row["attempt_status"], row["attempt_from_number"]
+                SurveyRecord(row), row["attempt_id"], row["attempt_status"], row["attempt_from_number"]
             )
     return sorted(latest.values(), key=lambda route: route.attempt_id, reverse=True)
 

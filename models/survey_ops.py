@@ -6,12 +6,12 @@ once, before it answers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import RowMapping, Table, bindparam, select, update
+from sqlalchemy import RowMapping, Table, Update, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -28,20 +28,36 @@ _ITEMS: Table = ServiceItem.__table__  # type: ignore[assignment]
 _DEPARTMENTS: Table = Department.__table__  # type: ignore[assignment]
 _CAMPAIGNS: Table = Campaign.__table__  # type: ignore[assignment]
 
-# The survey columns a conversation may change; SurveyRecord writes back the ones that did.
-_WRITABLE = (
+# The survey columns a webhook reads, and those a conversation may change.
+_READ = (
+    "id",
+    "token",
+    "kind",
+    "campaign_id",
+    "item_id",
+    "department_id",
+    "quarter",
+    "language",
+    "channel",
     "state",
     "disposition",
     "script_state",
-    "next_attempt_at",
-    "lease_owner",
-    "lease_expires_at",
-    "finished_at",
-    "updated_at",
+)
+_WRITABLE = frozenset(
+    {
+        "state",
+        "disposition",
+        "script_state",
+        "next_attempt_at",
+        "lease_owner",
+        "lease_expires_at",
+        "finished_at",
+        "updated_at",
+    }
 )
 # What a SurveyRecord is read from: the survey and what its conversation says of the item.
 RECORD_COLUMNS = (
-    SURVEYS,
+    *(SURVEYS.c[name] for name in _READ),
     _ITEMS.c.phone_e164.label("item_phone_e164"),
     _ITEMS.c.matter.label("item_matter"),
     _ITEMS.c.completed_at.label("item_completed_at"),
@@ -72,55 +88,43 @@ def insert_once(table: Table, unique: list[str]) -> dict[str, Any]:
 
 # A Core statement (no unit of work, no autoflush): the unique (survey, question) constraint decides.
 _ANSWER_ONCE = insert_once(ANSWERS, ["survey_id", "question"])
-# Every writable column in one fixed statement (compiled once): the row is locked while it is read
-# and written, so writing back an unchanged value changes nothing.
-_RECORD_UPDATE = (
-    update(SURVEYS)
-    .where(SURVEYS.c.id == bindparam("record_id"))
-    .values({name: bindparam(name) for name in _WRITABLE})
-)
 
 
-@dataclass(eq=False)
 class SurveyRecord:
-    """A survey as the hot webhooks see it: one row read with Core, changed columns written back.
+    """A survey as the hot webhooks see it: one row read with Core, the columns set written back.
 
     It has the attributes of a `Survey` that the conversation and the case and quarter operations
-    use (`item` and `campaign` are read-only views), so they take either; what the ORM would do with a
-    `Survey` costs several times more per request than these two statements (issue 3's benchmark).
+    read (`item` and `campaign` are read-only views), so they take either; the ORM's loading and unit
+    of work cost several times more per request than these two statements (issue 3's benchmark).
+    Assign the writable columns (never change `script_state` in place): `save_survey` writes what was
+    assigned. Columns that were not read cannot be read.
     """
 
-    id: int
-    token: str
-    kind: str
-    campaign_id: int
-    item_id: int
-    department_id: int
-    quarter: str
-    language: str
-    channel: str
-    state: str
-    disposition: str | None
-    script_state: dict[str, Any]
-    next_attempt_at: datetime | None
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
-    item: Any = None
-    campaign: Any = None
-    _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
+    def __init__(self, row: RowMapping) -> None:
+        values = {name: row[name] for name in _READ}
+        values["script_state"] = dict(values["script_state"] or {})
+        values["item"] = SimpleNamespace(
+            id=row["item_id"],
+            phone_e164=row["item_phone_e164"],
+            matter=row["item_matter"],
+            completed_at=row["item_completed_at"],
+            department=SimpleNamespace(name=row["department_name"]),
+        )
+        values["campaign"] = SimpleNamespace(id=row["campaign_id"], config=row["campaign_config"] or {})
+        values["assigned"] = {}
+        self.__dict__.update(values)
 
-    def changes(self) -> dict[str, Any]:
-        """Return the writable columns whose values differ from the row as it was read."""
-        return {
-            name: getattr(self, name)
-            for name in _WRITABLE
-            if getattr(self, name) != self._loaded.get(name)
-        }
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in _WRITABLE:
+            raise AttributeError(f"SurveyRecord.{name} cannot be changed")
+        self.__dict__[name] = value
+        self.__dict__["assigned"][name] = value
 
+    def __getattr__(self, name: str) -> Any:  # only for attributes that are not set
+        raise AttributeError(f"SurveyRecord.{name} was not read (see models.survey_ops._READ)")
 
-_RECORD_FIELDS = tuple(name for name in SurveyRecord.__dataclass_fields__ if name in SURVEYS.c)
+    def __repr__(self) -> str:
+        return f"SurveyRecord(id={self.id}, state={self.state!r})"
 
 
 def load_survey(session: Session, token: str | None, *, for_update: bool = False) -> SurveyRecord | None:
@@ -129,34 +133,26 @@ def load_survey(session: Session, token: str | None, *, for_update: bool = False
         return None
     stmt = _RECORD_SELECT_LOCKED if for_update else _RECORD_SELECT
     row = session.connection().execute(stmt, {"token": token}).mappings().first()
-    return None if row is None else record_from_row(row)
-
-
-def record_from_row(row: RowMapping) -> SurveyRecord:
-    """Build a SurveyRecord from a row of RECORD_COLUMNS (with any further columns beside them)."""
-    department = SimpleNamespace(name=row["department_name"])
-    record = SurveyRecord(
-        **{name: row[name] for name in _RECORD_FIELDS},
-        item=SimpleNamespace(
-            id=row["item_id"],
-            phone_e164=row["item_phone_e164"],
-            matter=row["item_matter"],
-            completed_at=row["item_completed_at"],
-            department=department,
-        ),
-        campaign=SimpleNamespace(id=row["campaign_id"], config=row["campaign_config"] or {}),
-    )
-    record.script_state = dict(record.script_state or {})
-    record._loaded = {name: row[name] for name in _WRITABLE}
-    return record
+    return None if row is None else SurveyRecord(row)
 
 
 def save_survey(session: Session, record: SurveyRecord) -> None:
-    """Write back the columns of the record that changed since it was read (one UPDATE, or none)."""
-    if record.changes():
-        values = {name: getattr(record, name) for name in _WRITABLE}
-        session.connection().execute(_RECORD_UPDATE, {"record_id": record.id, **values})
-        record._loaded = values
+    """Write back the columns assigned since the record was read or last saved (one UPDATE, or none)."""
+    assigned = record.assigned
+    if assigned:
+        stmt = _update_statement(tuple(sorted(assigned)))
+        session.connection().execute(stmt, {"record_id": record.id, **assigned})
+        assigned.clear()
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(columns: tuple[str, ...]) -> Update:
+    # One statement per set of columns (a handful), built and compiled once.
+    return (
+        update(SURVEYS)
+        .where(SURVEYS.c.id == bindparam("record_id"))
+        .values({name: bindparam(name) for name in columns})
+    )
 
 
 def _plausible_token(token: str | None) -> bool:
