@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -20,14 +23,40 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     # NORMAL is durable in WAL mode except for the last transactions on power loss.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
+# How long a statement waits for a lock SQLite holds briefly (its own busy handler), and how long a
+# transaction waits for the write lock and how often it looks again meanwhile.
+BUSY_TIMEOUT_MS = 10_000
+WRITE_LOCK_TIMEOUT = 10.0
+_WRITE_LOCK_POLL = (0.0001, 0.002)  # first and longest pause between tries, in seconds
+
+
 def _sqlite_begin(connection: Any) -> None:
-    # IMMEDIATE takes the write lock up front, so concurrent writers wait (busy_timeout) instead of
-    # failing with "database is locked" when a read transaction later tries to write.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # IMMEDIATE takes the write lock up front, so concurrent writers wait instead of failing with
+    # "database is locked" when a read transaction later tries to write. SQLite's own busy handler
+    # sleeps 1, 2, 5, 10 ... ms between tries, far longer than our transactions hold the lock (well
+    # under a millisecond on the webhooks): two web workers would spend most of their time asleep.
+    # So the first try does not wait, and later ones are a tenth of a millisecond apart at first.
+    raw = connection.connection.dbapi_connection
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        pause, deadline = _WRITE_LOCK_POLL[0], time.monotonic() + WRITE_LOCK_TIMEOUT
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, _WRITE_LOCK_POLL[1])
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:

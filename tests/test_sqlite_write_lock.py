@@ -1,0 +1,62 @@
+"""SQLite transactions take the write lock up front and wait for it briefly, not by SQLite's long sleeps."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from models import db
+from models.db import make_engine
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/lock.db")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.parametrize("round_", range(3))  # SQLite's own sleeps could land close by luck once
+def test_a_waiting_transaction_starts_soon_after_the_lock_is_released(sqlite_engine, round_):
+    held = threading.Event()
+    released_at: list[float] = []
+
+    def holder() -> None:
+        with sqlite_engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            held.set()
+            time.sleep(0.5)
+            released_at.append(time.monotonic())
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(5)
+    with sqlite_engine.begin() as conn:
+        started = time.monotonic()
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+    thread.join()
+    # SQLite's own busy handler would be sleeping 100 ms at a time by now.
+    assert 0 <= started - released_at[0] < 0.02
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
+
+
+def test_a_lock_held_past_the_timeout_fails_with_database_locked(sqlite_engine, monkeypatch):
+    monkeypatch.setattr(db, "WRITE_LOCK_TIMEOUT", 0.2)
+    with sqlite_engine.begin() as holder:
+        holder.execute(text("INSERT INTO t VALUES (1)"))
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="database is locked"):
+            with sqlite_engine.begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (2)"))
+        assert 0.2 <= time.monotonic() - started < 2
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
+        # The waiting connection got its normal busy timeout back for everything else.
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10_000
