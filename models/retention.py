@@ -22,14 +22,12 @@ and its reason redacted. Attempts hold only our own caller ID; audit events hold
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import phonenumbers
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,14 +36,8 @@ from models.items import ServiceItem
 from models.messages import Direction, Message
 from models.operations import RetentionRun
 from models.optouts import OptOut
-from models.phones import mask_phone
+from models.redaction import is_url_only, mask_number, redact_text
 from models.surveys import Answer, Survey, SurveyState
-
-REDACTED_NAME = "***"
-PURGED_RECORDING = "[recording purged]"
-# Names shorter than this are not searched for in free text (one character matches too much).
-MIN_NAME_CHARS = 2
-_URL_ONLY = re.compile(r"^\s*https?://\S+\s*$", re.IGNORECASE)
 
 
 def retention_cutoff(now: datetime, purge_after_days: int) -> datetime:
@@ -56,42 +48,6 @@ def retention_cutoff(now: datetime, purge_after_days: int) -> datetime:
 def purge_due(last_run_at: datetime | None, now: datetime, every: timedelta = timedelta(days=1)) -> bool:
     """Return whether the scheduled purge should run now (once a day)."""
     return last_run_at is None or now - last_run_at >= every
-
-
-def redact_text(text: str, *, region: str, names: Iterable[str] = (), urls: Iterable[str] = ()) -> str:
-    """Return `text` with recording URLs replaced, names hidden and phone numbers masked."""
-    for url in urls:
-        if url:
-            text = text.replace(url, PURGED_RECORDING)
-    for name in names:
-        name = (name or "").strip()
-        if len(name) >= MIN_NAME_CHARS:
-            text = text.replace(name, REDACTED_NAME)
-    pieces: list[str] = []
-    end = 0
-    for match in phonenumbers.PhoneNumberMatcher(text, region):
-        pieces.append(text[end : match.start])
-        pieces.append(_mask_match(match.raw_string))
-        end = match.end
-    pieces.append(text[end:])
-    return "".join(pieces)
-
-
-def _mask_match(raw: str) -> str:
-    # The matcher may take an opening bracket "(" or "（" into the number: keep what is not the number.
-    digits = [i for i, ch in enumerate(raw) if ch.isdigit()]
-    if not digits:
-        return raw
-    first = digits[0] - 1 if digits[0] > 0 and raw[digits[0] - 1] in "+＋" else digits[0]
-    head, tail = raw[:first], raw[digits[-1] + 1 :]
-    return head + (mask_phone(raw[first : digits[-1] + 1]) or REDACTED_NAME) + tail
-
-
-def mask_number(value: str | None) -> str | None:
-    """Return a stored number masked (idempotent: a masked number stays as it is)."""
-    if not value or "*" in value:
-        return value
-    return mask_phone(value) or None
 
 
 def _unmasked(column: Any) -> ColumnElement[bool]:
@@ -208,7 +164,7 @@ def _plan_answers(session: Session, report: PurgeReport, batch: _Batch, region: 
     for answer_id, survey_id, value, channel, recording_url in rows:
         change: dict[str, Any] = {}
         urls = [recording_url] if recording_url else []
-        if channel == "voice" and _URL_ONLY.match(value or ""):
+        if channel == "voice" and is_url_only(value):
             urls.append(value.strip())
         batch.urls[survey_id].extend(urls)
         if recording_url:
@@ -248,7 +204,7 @@ def _plan_messages(session: Session, report: PurgeReport, batch: _Batch, region:
         select(*_MESSAGE_COLUMNS, Message.survey_id).where(Message.survey_id.in_(list(batch.names)))
     )
     for *row, survey_id in rows:
-        change = _message_change(row, report, region, [batch.names.get(survey_id, "")])
+        change = _message_change(row, report, region, [batch.names.get(survey_id or 0, "")])
         if change:
             batch.updates[Message].append(change)
 
@@ -284,8 +240,8 @@ def _plan_cases(session: Session, report: PurgeReport, batch: _Batch, region: st
     )
     for event_id, case_id, note in events:
         names, urls = context[case_id]
-        redacted = redact_text(note, region=region, names=names, urls=urls)
-        if redacted != note:
+        redacted = redact_text(note or "", region=region, names=names, urls=urls)
+        if redacted != (note or ""):
             report.add("case_events", "notes", 1)
             batch.updates[CaseEvent].append({"id": event_id, "note": redacted})
 

@@ -19,14 +19,8 @@ from models.messages import Message
 from models.metrics import quarter_figures
 from models.operations import RetentionRun
 from models.optouts import OptOut, is_opted_out
-from models.retention import (
-    PURGED_RECORDING,
-    mask_number,
-    purge,
-    purge_due,
-    redact_text,
-    retention_cutoff,
-)
+from models.redaction import PURGED_RECORDING, mask_number, redact_text
+from models.retention import purge, purge_due, retention_cutoff
 from models.schema import metadata
 from models.surveys import Answer, Attempt, AttemptStatus, SurveyState
 from scheduler.jobs import JOBS, run_job
