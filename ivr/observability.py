@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import Blueprint, current_app, request
 from prometheus_client import (
@@ -58,10 +58,18 @@ class Collector(Protocol):
     def collect(self) -> Iterable[Metric]: ...
 
 
+# The labelled children by (endpoint, status): looking them up by labels() costs as much as observing.
+_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
 def observe_webhook(endpoint: str, status: int, seconds: float) -> None:
     """Count one answered webhook and its latency."""
-    WEBHOOK_SECONDS.labels(endpoint).observe(seconds)
-    WEBHOOK_RESPONSES.labels(endpoint, str(status)).inc()
+    children = _children.get((endpoint, status))
+    if children is None:
+        children = (WEBHOOK_SECONDS.labels(endpoint), WEBHOOK_RESPONSES.labels(endpoint, str(status)))
+        _children[(endpoint, status)] = children
+    children[0].observe(seconds)
+    children[1].inc()
 
 
 def multiprocess_dir() -> str | None:
