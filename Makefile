@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy models ivr/script
 
+# Every benchmark, then one table of their figures; BENCH_ARGS="--quick" is a short smoke run,
+# BENCH_ARGS="--skip-pg" SQLite only (bench/run_all.py --help lists the rest).
 bench: $(STAMP)
-	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+# 50,000 simulated surveys through the whole loop on SQLite and PostgreSQL (not part of `make test`);
+# SOAK_ARGS="--surveys 2000 --skip-pg" for a shorter one.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

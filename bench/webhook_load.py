@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import is_quick, report  # noqa: E402
+
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 WRK_LUA = r"""
 local requests = {}
@@ -74,13 +77,25 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    """A gunicorn server with sync workers, stopped on exit."""
+    """A gunicorn server with sync workers, stopped on exit.
+
+    Its output (the app logs a line per webhook) goes to `log`, so the benchmark's own lines stay
+    readable; a server that does not start prints the end of it.
+    """
 
     def __init__(
-        self, app: str, *, workers: int = 2, env: dict[str, str] | None = None, cwd: str | None = None
+        self,
+        app: str,
+        *,
+        log: Path,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
     ):
         self.port = free_port()
+        self.log = log
         exe = Path(sys.executable).with_name("gunicorn")
+        log_file = log.open("ab")
         self.proc = subprocess.Popen(
             [
                 str(exe),
@@ -96,7 +111,10 @@ class Gunicorn:
             ],
             env={**os.environ, **(env or {})},
             cwd=cwd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
+        log_file.close()  # the server holds its own descriptor
         self._wait()
 
     def _wait(self) -> None:
@@ -111,7 +129,8 @@ class Gunicorn:
                         return
                 except OSError:
                     time.sleep(0.2)
-        raise SystemExit("gunicorn did not start")
+        tail = self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
+        raise SystemExit("gunicorn did not start; the end of its log:\n" + "\n".join(tail))
 
     def worker_rss_mb(self) -> float:
         """Return the peak RSS of the largest worker (VmHWM), in MB."""
@@ -218,8 +237,9 @@ def run_webhook_benchmark(
     import tempfile
 
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--surveys", type=int, default=40_000)
-    parser.add_argument("--seconds", type=int, default=10)
+    quick = is_quick()  # RETURNVISIT_BENCH_QUICK: a smoke run
+    parser.add_argument("--surveys", type=int, default=5_000 if quick else 40_000)
+    parser.add_argument("--seconds", type=int, default=2 if quick else 10)
     parser.add_argument("--pg-url", default=os.environ.get("RETURNVISIT_BENCH_PG_URL", PG_DEFAULT))
     parser.add_argument("--skip-pg", action="store_true")
     args = parser.parse_args()
@@ -227,7 +247,7 @@ def run_webhook_benchmark(
     with tempfile.TemporaryDirectory() as tmp:
         bare_file = Path(tmp) / "bare.tsv"
         write_requests(bare_file, [("/twilio/voice/gather", "Digits=1", "x")])
-        bare = Gunicorn("bare_app:app", cwd=bench_dir)
+        bare = Gunicorn("bare_app:app", cwd=bench_dir, log=Path(tmp) / "bare.log")
         try:
             warm_up(bare.port)
             baseline = run_wrk(bare.port, bare_file, seconds=args.seconds)
@@ -240,6 +260,12 @@ def run_webhook_benchmark(
             f"bare Flask endpoint: {baseline.requests_per_second:,.0f} req/s, "
             f"p50 {baseline.p50_ms:.1f} ms, p99 {baseline.p99_ms:.1f} ms"
         )
+        report(
+            "bare Flask endpoint (same run)",
+            baseline.requests_per_second,
+            "req/s",
+            note=f"p50 {baseline.p50_ms:.1f} ms, p99 {baseline.p99_ms:.1f} ms",
+        )
         print(
             f"{'database':<12}{'req/s':>9}{'target':>9}{'p50 ms':>8}{'p99 ms':>8}{'target':>8}"
             f"{'ratio':>7}{'target':>8}{'worker RSS MB':>15}  result"
@@ -249,7 +275,9 @@ def run_webhook_benchmark(
             write_requests(requests_file, build_store(url, args.surveys))
             config = Path(tmp) / f"{name}.toml"
             config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
-            server = Gunicorn("ivr.wsgi:app", env={"RETURNVISIT_CONFIG": str(config)})
+            server = Gunicorn(
+                "ivr.wsgi:app", env={"RETURNVISIT_CONFIG": str(config)}, log=Path(tmp) / f"{name}.log"
+            )
             try:
                 warm_up(server.port)
                 result = run_wrk(server.port, requests_file, seconds=args.seconds)
@@ -275,3 +303,47 @@ def run_webhook_benchmark(
                 print(
                     f"  note: {result.requests} requests > {args.surveys} surveys; rerun with more --surveys"
                 )
+            _report_database(name, result, baseline, rss, target, p99_target_ms, ratio_target, args.surveys)
+
+
+def _report_database(
+    name: str,
+    result: LoadResult,
+    baseline: LoadResult,
+    rss: float,
+    target: int | None,
+    p99_target_ms: float | None,
+    ratio_target: float | None,
+    surveys: int,
+) -> None:
+    """Report one database's figures to bench/results.py (the table of `make bench`)."""
+    exhausted = result.requests > surveys
+    note = f"{result.requests:,} requests, errors: {result.errors}"
+    if exhausted:
+        note += f"; more requests than the {surveys:,} surveys: rerun with more --surveys"
+    report(
+        f"{name}: req/s",
+        result.requests_per_second,
+        "req/s",
+        target=f">= {target:,}" if target else None,
+        ok=(result.requests_per_second >= target and not exhausted) if target else None,
+        note=note,
+    )
+    report(
+        f"{name}: p99 latency",
+        result.p99_ms,
+        "ms",
+        target=f"< {p99_target_ms:g}" if p99_target_ms else None,
+        ok=result.p99_ms < p99_target_ms if p99_target_ms else None,
+        note=f"p50 {result.p50_ms:.1f} ms",
+    )
+    ratio = result.requests_per_second / baseline.requests_per_second
+    report(
+        f"{name}: ratio to bare Flask",
+        ratio * 100,
+        "%",
+        target=f">= {ratio_target:.0%}" if ratio_target else None,
+        ok=ratio >= ratio_target if ratio_target else None,
+        note=f"bare endpoint {baseline.requests_per_second:,.0f} req/s in the same run",
+    )
+    report(f"{name}: peak RSS of a worker", rss, "MB", note="largest of the 2 gunicorn sync workers (VmHWM)")
