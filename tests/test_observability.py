@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ivr import store_metrics
+from ivr import store_figures
+from ivr.store_figures import StoreReader
 from ivr.urls import voice_gather_url, voice_status_url, voice_url
 from models.base import utcnow
 from models.settings import load_settings
-from models.surveys import Attempt, AttemptStatus, SurveyState
+from models.surveys import Answer, Attempt, SurveyState
 
 BASE = "http://127.0.0.1:5000"
 STORE_SERIES = [
@@ -181,8 +182,7 @@ def test_store_series_move_when_webhooks_are_served(console, twilio_post, create
     before = scrape(console)
     survey, attempt = create_survey()  # dispatched: its attempt was handed to the gateway
     failing, failed_attempt = create_survey()
-    pending, _ = create_survey(state=SurveyState.DIALLING)
-    session.query(Attempt).filter(Attempt.survey_id == pending.id).update({"status": AttemptStatus.PENDING})
+    create_survey(state=SurveyState.DIALLING)
     create_survey(state=SurveyState.SCHEDULED, next_attempt_at=utcnow() - timedelta(minutes=10))
     session.commit()
 
@@ -200,7 +200,7 @@ def test_store_series_move_when_webhooks_are_served(console, twilio_post, create
     assert moved("returnvisit_answers_total", channel="voice") == 1
     assert moved("returnvisit_answers_total", channel="sms") == 0
     assert moved("returnvisit_dispositions_total", kind="survey", disposition="complete") == 1
-    assert moved("returnvisit_dispatches_total", channel="voice") == 3  # not the pending attempt
+    assert moved("returnvisit_dispatches_total", channel="voice") == 4  # one attempt per survey
     assert moved("returnvisit_gateway_errors_total", channel="voice", code="32009") == 1
     assert moved("returnvisit_surveys_due") >= 1
     assert value(after, "returnvisit_surveys_due_oldest_seconds") >= 600
@@ -219,11 +219,66 @@ def test_store_figures_are_reused_within_the_cache_time(tmp_path, session_factor
     )
     client = create_console_app(settings, session_factory=session_factory).test_client()
     reads = []
-    real = store_metrics.read_store_figures
-    monkeypatch.setattr(store_metrics, "read_store_figures", lambda *a: reads.append(1) or real(*a))
+    real = StoreReader.read
+    monkeypatch.setattr(StoreReader, "read", lambda *a: reads.append(1) or real(*a))
     client.get("/metrics")
     client.get("/metrics")
     assert reads == [1]
+
+
+def test_inserted_rows_are_counted_once_then_only_the_new_ones_are_read(session, create_survey):
+    now = utcnow()
+    survey, _attempt = create_survey()
+    other, _ = create_survey()
+    session.add_all(
+        [
+            Answer(
+                survey_id=survey.id,
+                question="rating",
+                value="satisfied",
+                channel="voice",
+                received_at=now - timedelta(hours=1),
+            ),
+            Answer(survey_id=other.id, question="rating", value="satisfied", channel="sms", received_at=now),
+        ]
+    )
+    session.flush()
+    reader = StoreReader()
+    first = reader.read(session, now)
+    assert first.answers == {"voice": 1, "sms": 1}
+    settled_upto = reader.answers.upto_id
+    assert settled_upto > 0 and reader.answers.settled == {"voice": 1}  # the fresh one is recounted
+    assert reader.read(session, now).answers == first.answers  # nothing counted twice
+    session.add(Answer(survey_id=other.id, question="comment", value="好", channel="sms", received_at=now))
+    session.flush()
+    assert reader.read(session, now).answers == {"voice": 1, "sms": 2}
+    later = reader.read(session, now + store_figures.SETTLE * 2)
+    assert later.answers == {"voice": 1, "sms": 2} and reader.answers.upto_id > settled_upto
+    assert later.dispatches == {"voice": 2}
+
+
+def test_dispositions_recount_the_newest_quarters_and_every_quarter_hourly(session, create_survey):
+    old, _ = create_survey(quarter="2025Q1", state=SurveyState.DONE, disposition="complete")
+    create_survey(quarter="2026Q3", state=SurveyState.DONE, disposition="complete")
+    new, _ = create_survey(quarter="2026Q4", state=SurveyState.DONE, disposition="busy")
+    reader = StoreReader()
+    reader.read(session, utcnow())
+    assert reader.dispositions.read(session, time.monotonic()) == {
+        ("survey", "complete"): 2,
+        ("survey", "busy"): 1,
+    }
+    old.disposition = new.disposition = "refused"
+    session.flush()
+    # The newest two quarters are recounted at once, an older one at the next full recount.
+    assert reader.dispositions.read(session, time.monotonic()) == {
+        ("survey", "complete"): 2,
+        ("survey", "refused"): 1,
+    }
+    hour_later = time.monotonic() + store_figures.FULL_REFRESH
+    assert reader.dispositions.read(session, hour_later) == {
+        ("survey", "complete"): 1,
+        ("survey", "refused"): 2,
+    }
 
 
 def test_a_scrape_answers_with_store_up_0_when_the_database_fails(tmp_path, caplog):
