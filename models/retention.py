@@ -81,14 +81,11 @@ class PurgeReport:
         }
 
 
-def _open_survey() -> Any:
-    return exists().where(Survey.item_id == ServiceItem.id, Survey.state != SurveyState.DONE)
-
-
-def _open_case() -> Any:
-    return exists().where(
-        Case.survey_id == Survey.id, Survey.item_id == ServiceItem.id, Case.state != CaseState.CLOSED
-    )
+def _in_use() -> Any:
+    # An item is in use while one of its surveys is not done or has a case not closed: one index
+    # lookup of the item's surveys, then one of each survey's case.
+    open_case = exists().where(Case.survey_id == Survey.id, Case.state != CaseState.CLOSED)
+    return exists().where(Survey.item_id == ServiceItem.id, or_(Survey.state != SurveyState.DONE, open_case))
 
 
 def _old_items(cutoff: datetime) -> list[ColumnElement[bool]]:
@@ -97,14 +94,10 @@ def _old_items(cutoff: datetime) -> list[ColumnElement[bool]]:
 
 def count_items(session: Session, cutoff: datetime) -> tuple[int, int]:
     """Return (items to purge, items held back by an open survey or case) before the cutoff."""
-    held = or_(_open_survey(), _open_case())
-    row = session.execute(
-        select(
-            func.count().filter(~held),
-            func.count().filter(held),
-        ).where(*_old_items(cutoff))
+    total, held = session.execute(
+        select(func.count(), func.count().filter(_in_use())).where(*_old_items(cutoff))
     ).one()
-    return int(row[0]), int(row[1])
+    return int(total) - int(held), int(held)
 
 
 @dataclass
@@ -211,9 +204,11 @@ def _plan_messages(session: Session, report: PurgeReport, batch: _Batch, region:
 
 def _plan_cases(session: Session, report: PurgeReport, batch: _Batch, region: str) -> None:
     survey_ids = list(batch.names)
+    # A verification visit is a survey of the same item, so every case of the batch's items is found
+    # by its own survey (an indexed column; verification_survey_id is not).
     rows = session.execute(
         select(Case.id, Case.survey_id, Case.verification_survey_id, Case.comment, Case.feedback).where(
-            or_(Case.survey_id.in_(survey_ids), Case.verification_survey_id.in_(survey_ids))
+            Case.survey_id.in_(survey_ids)
         )
     ).all()
     context: dict[int, tuple[list[str], list[str]]] = {}
@@ -273,7 +268,7 @@ def _item_batches(
             ids = list(
                 session.scalars(
                     select(ServiceItem.id)
-                    .where(*_old_items(cutoff), ServiceItem.id > last_id, ~_open_survey(), ~_open_case())
+                    .where(*_old_items(cutoff), ServiceItem.id > last_id, ~_in_use())
                     .order_by(ServiceItem.id)
                     .limit(batch_size)
                 )
