@@ -1,6 +1,7 @@
 """Backups: `returnvisit backup FILE` copies a live SQLite database that restores identical; PostgreSQL is
 refused with the pg_dump procedure, and that documented procedure restores an identical database too."""
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -9,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
-from conftest import PG_URL, _drop_postgres_database, _fresh_postgres_database
 from scheduler_fixtures import add_campaign, add_item, add_survey
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from console.cli import main
@@ -25,6 +25,24 @@ from models.schema import metadata
 from models.surveys import Answer, Attempt, SurveyState
 
 NOW = datetime(2026, 11, 16, 2, 0, tzinfo=UTC)
+PG_URL = os.environ.get("RETURNVISIT_TEST_DATABASE_URL", "")
+
+
+def _postgres(statement: str) -> None:
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(statement))
+    admin.dispose()
+
+
+def _fresh_postgres_database(name: str) -> str:
+    _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _postgres(f'CREATE DATABASE "{name}"')
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_postgres_database(name: str) -> None:
+    _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _populate(url, items=40):

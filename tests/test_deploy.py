@@ -24,7 +24,6 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import PG_URL
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -40,6 +39,7 @@ GUIDE = REPO / "docs" / "deploy.md"
 PUBLIC = "https://returnvisit.example.gov.cn"
 CONSOLE_HOST = "console.returnvisit.internal"
 UNITS = sorted((DEPLOY / "systemd").glob("returnvisit-*.*"))
+PG_URL = os.environ.get("RETURNVISIT_TEST_DATABASE_URL", "")
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
