@@ -11,6 +11,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import (
@@ -72,9 +73,7 @@ _PREMIUM_TYPES = frozenset(
     }
 )
 # Personal and VoIP numbers ring a phone, but we cannot count on them taking SMS.
-_FIXED_TYPES = frozenset(
-    {PhoneNumberType.FIXED_LINE, PhoneNumberType.VOIP, PhoneNumberType.PERSONAL_NUMBER}
-)
+_FIXED_TYPES = frozenset({PhoneNumberType.FIXED_LINE, PhoneNumberType.VOIP, PhoneNumberType.PERSONAL_NUMBER})
 _POSSIBILITY_REASONS = {
     ValidationResult.TOO_SHORT: "too short",
     ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "too short",
@@ -100,16 +99,19 @@ class _Candidate:
     text: str  # the candidate as written, for the trailing-dash extension fallback
 
 
-def normalize_phone(
-    raw: str | None, *, region: str = "CN", area_code: str | None = None
-) -> NormalizedPhone:
+def normalize_phone(raw: str | None, *, region: str = "CN", area_code: str | None = None) -> NormalizedPhone:
     """Normalise a raw phone field to E.164, keeping the first valid number it holds."""
     # Spreadsheet importers may hand us a cell that is an int; never raise on it.
     text = "" if raw is None else str(raw)
-    fast = _plain_cn_mobile(text, region)
-    if fast is not None:
-        return fast
-    area = re.sub(r"[^0-9]", "", area_code or "", flags=re.ASCII).lstrip("0")
+    area = _area_digits(area_code)
+    if region == "CN":
+        fast = _plain_cn_mobile(text) or _plain_cn_number(text, area)
+        if fast is not None:
+            return fast
+    return _normalize_general(text, region, area)
+
+
+def _normalize_general(text: str, region: str, area: str) -> NormalizedPhone:
     first_failure: NormalizedPhone | None = None
     for candidate in _candidates(text):
         result = _evaluate(candidate, text, region, area)
@@ -122,24 +124,75 @@ def normalize_phone(
     return _invalid(text, "extension without a number" if has_digits else "no digits")
 
 
+@lru_cache(maxsize=64)
+def _area_digits(area_code: str | None) -> str:
+    return re.sub(r"[^0-9]", "", area_code or "", flags=re.ASCII).lstrip("0")
+
+
 # Most service-centre numbers are plain Chinese mobiles: match them against phonenumbers' own CN
 # mobile pattern directly, skipping the general parser (a 15x speed-up on bulk imports).
 _PLAIN_MOBILE = re.compile(
-    r"\s*(\+86|0086|86)?[\s\-]*(1[0-9]{2})[\s\-]?([0-9]{4})[\s\-]?([0-9]{4})\s*", re.ASCII
+    r"\s*(?:\+86|0086|86)?[\s\-]*(1[0-9]{2})[\s\-]?([0-9]{4})[\s\-]?([0-9]{4})\s*", re.ASCII
 )
 _CN_MOBILE = re.compile(
     str(phonenumbers.PhoneMetadata.metadata_for_region("CN").mobile.national_number_pattern)  # type: ignore[union-attr]
 )
 
 
-def _plain_cn_mobile(text: str, region: str) -> NormalizedPhone | None:
-    match = _PLAIN_MOBILE.fullmatch(text)
-    if match is None or (region != "CN" and match.group(1) is None):
-        return None
-    national = match.group(2) + match.group(3) + match.group(4)
+def _plain_cn_mobile(text: str) -> NormalizedPhone | None:
+    if len(text) == 11 and text.isascii() and text.isdigit():
+        national = text  # the most common spelling by far
+    else:
+        match = _PLAIN_MOBILE.fullmatch(text)
+        if match is None:
+            return None
+        national = match.group(1) + match.group(2) + match.group(3)
     if _CN_MOBILE.fullmatch(national) is None:
         return None  # the general path gives the reason
     return NormalizedPhone(text, "+86" + national, PhoneKind.MOBILE, None, None)
+
+
+# One number written with ASCII digits and the usual separators, e.g. "023-6888 1234", "(023)68881234",
+# "+86 23 6888 1234" or "68881234": no extension marker, no second number.
+_PLAIN_NUMBER = re.compile(r"[0-9 .()\-]*\+?[0-9 .()\-]+", re.ASCII)
+_NOT_DIGIT = re.compile(r"[^0-9]", re.ASCII)
+
+
+def _plain_cn_number(text: str, area: str) -> NormalizedPhone | None:
+    """Classify a plainly written Chinese number without phonenumbers' parser, or return None.
+
+    Gives the same answer as the general path whenever the number is valid (the whole field is its
+    first candidate) and None otherwise, so every reason still comes from the general path. The
+    digits are read as phonenumbers reads them: +86 or 0086 is the country code, one leading 0 is
+    the trunk prefix, a 7-8 digit local number takes the configured area code.
+    """
+    if _PLAIN_NUMBER.fullmatch(text) is None or ("+" in text and not text.lstrip(" (").startswith("+")):
+        return None
+    digits = _NOT_DIGIT.sub("", text)
+    if text.lstrip(" (").startswith("+"):
+        if not digits.startswith("86"):
+            return None
+        national = digits[2:]
+    elif digits.startswith("0086"):
+        national = digits[4:]
+    elif 7 <= len(digits) <= 8 and digits[0] not in "01":
+        if not area:
+            return None
+        national = "0" + area + digits
+    elif digits.startswith(("00", "1", "86")):
+        return None  # another country, a carrier prefix, or a "86" the parser may read either way
+    else:
+        national = digits
+    if national.startswith("0"):
+        national = national[1:]
+    # Leading 1 other than Beijing's 10 may be a carrier prefix the parser strips: leave it to it.
+    if not 9 <= len(national) <= 12 or national[0] == "0" or (national[0] == "1" and national[1] != "0"):
+        return None
+    number = PhoneNumber(country_code=86, national_number=int(national))
+    kind = _subscriber_kind(number, phonenumbers.number_type(number))
+    if kind is None:
+        return None
+    return NormalizedPhone(text, "+86" + national, kind, None, None)
 
 
 def mask_phone(number: str | None) -> str:
@@ -200,9 +253,7 @@ def _candidate(text: str, extension: str | None) -> _Candidate | None:
     return _Candidate(digits, text.lstrip(" (").startswith("+"), extension, text)
 
 
-def _evaluate(
-    candidate: _Candidate, raw: str, region: str, area: str
-) -> NormalizedPhone:
+def _evaluate(candidate: _Candidate, raw: str, region: str, area: str) -> NormalizedPhone:
     e164, kind, reason = _classify(candidate.digits, candidate.has_plus, region, area)
     if kind is PhoneKind.INVALID and candidate.extension is None:
         # "023-68881234-8001": a short group after the last dash may be an extension.
@@ -237,14 +288,21 @@ def _classify(
     if number_type in _PREMIUM_TYPES:
         reason = PREMIUM_REASON_CN if number.country_code == 86 else PREMIUM_REASON
         return None, PhoneKind.INVALID, reason
-    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    kind = _subscriber_kind(number, number_type)
+    if kind is None:
+        return None, PhoneKind.INVALID, "not a subscriber number (pager or voicemail)"
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164), kind, None
+
+
+def _subscriber_kind(number: PhoneNumber, number_type: int) -> PhoneKind | None:
+    """Return mobile or fixed for a valid subscriber number's type, None for any other type."""
     if number_type == PhoneNumberType.MOBILE:
-        return e164, PhoneKind.MOBILE, None
+        return PhoneKind.MOBILE
     if number_type in _FIXED_TYPES:
-        return e164, PhoneKind.FIXED, None
+        return PhoneKind.FIXED
     if number_type == PhoneNumberType.FIXED_LINE_OR_MOBILE:
-        return e164, _fixed_or_mobile(number), None
-    return None, PhoneKind.INVALID, "not a subscriber number (pager or voicemail)"
+        return _fixed_or_mobile(number)
+    return None
 
 
 def _fixed_or_mobile(number: PhoneNumber) -> PhoneKind:

@@ -285,3 +285,113 @@ def test_plain_mobile_fast_path_agrees_with_phonenumbers(prefix, digits, sep):
     )
     assert (result.e164 == "+86" + digits) == valid_mobile
     assert (result.kind == PhoneKind.MOBILE) == valid_mobile
+
+
+# -- the plain-number fast path (bulk imports) ------------------------------------------------------
+
+# Area codes of every kind of length: Beijing 10, Chongqing 23, Shenzhen 755, Hangzhou 571 (8-digit
+# subscribers), Taiyuan 351 (7-digit subscribers), Sanya 898 ...
+AREA_CODES = [
+    "10",
+    "20",
+    "21",
+    "23",
+    "24",
+    "29",
+    "311",
+    "351",
+    "371",
+    "431",
+    "571",
+    "591",
+    "755",
+    "851",
+    "898",
+    "991",
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("023-68881234", CQ_LANDLINE),
+        ("02368881234", CQ_LANDLINE),
+        ("(023)68881234", CQ_LANDLINE),
+        ("(023) 6888-1234", CQ_LANDLINE),
+        ("023 6888 1234", CQ_LANDLINE),
+        ("023.6888.1234", CQ_LANDLINE),
+        ("+86 23 6888 1234", CQ_LANDLINE),
+        ("+86-23-68881234", CQ_LANDLINE),
+        ("(+86) 23 6888 1234", CQ_LANDLINE),
+        ("+86 023 6888 1234", CQ_LANDLINE),
+        ("0086 23 6888 1234", CQ_LANDLINE),
+        ("68881234", CQ_LANDLINE),
+        ("6888-1234", CQ_LANDLINE),
+        ("2368881234", CQ_LANDLINE),
+        ("010-12345678", "+861012345678"),
+        ("0755-12345678", "+8675512345678"),
+        ("0351-1234567", "+863511234567"),
+    ],
+)
+def test_plainly_written_landlines_skip_the_parser_with_the_same_answer(raw, e164):
+    from models.phones import _normalize_general, _plain_cn_number
+
+    fast = _plain_cn_number(raw, "23")
+
+    assert fast == NormalizedPhone(raw, e164, FIXED, None, None)
+    assert fast == _normalize_general(raw, "CN", "23")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "023-6888123",  # too short for Chongqing: the general path says why
+        "0571 8888888",  # Hangzhou numbers have 8 digits
+        "400-812-3123",  # premium
+        "023-68881234-8001",  # extension after a dash
+        "8602368881234",  # "86" without a plus: the parser decides
+        "+1 212 555 0100",  # another country
+        "17951 023 6888 1234",  # a carrier prefix
+        "023-68881234 / 13812345678",  # two numbers
+        "12345",
+    ],
+)
+def test_plain_path_leaves_everything_else_to_the_general_path(raw):
+    from models.phones import _plain_cn_number
+
+    assert _plain_cn_number(raw, "23") is None
+
+
+@st.composite
+def written_landlines(draw) -> tuple[str, str]:
+    """Draw (area code, a landline as a clerk might type it), valid or not."""
+    area = draw(st.sampled_from(AREA_CODES))
+    subscriber = draw(st.from_regex(r"\A[2-9][0-9]{5,7}\Z"))
+    prefix = draw(st.sampled_from(["", "0", "(0", "+86 ", "+86 0", "(+86) ", "0086 ", "0086-0", "86"]))
+    close = ")" if prefix.startswith("(0") else ""
+    separator = draw(st.sampled_from(["", " ", "-", "."]))
+    middle = draw(st.integers(min_value=0, max_value=len(subscriber)))
+    local = draw(st.booleans())
+    number = separator.join(part for part in (subscriber[:middle], subscriber[middle:]) if part)
+    return area, number if local else f"{prefix}{area}{close}{separator}{number}"
+
+
+@PROPERTY_SETTINGS
+@given(written_landlines(), st.sampled_from(["", "23", "755"]))
+def test_plain_path_agrees_with_the_general_path_on_landlines(landline, configured_area):
+    from models.phones import _normalize_general, _plain_cn_number
+
+    _area, raw = landline
+    fast = _plain_cn_number(raw, configured_area)
+
+    assert fast is None or fast == _normalize_general(raw, "CN", configured_area)
+
+
+@PROPERTY_SETTINGS
+@given(st.text(alphabet="0123456789 +-.()", max_size=24), st.sampled_from(["", "23", "10", "755"]))
+def test_plain_path_never_disagrees_with_the_general_path(raw, configured_area):
+    from models.phones import _normalize_general, _plain_cn_number
+
+    fast = _plain_cn_number(raw, configured_area)
+
+    assert fast is None or fast == _normalize_general(raw, "CN", configured_area)
