@@ -5,21 +5,34 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import multiprocessing
+import os
+import pickle
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
+from queue import Empty
 from typing import IO, Any
 
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
+from models.base import utcnow
 from models.intake import (
     REQUIRED_FIELDS,
     Importer,
     ImportSummary,
     IntakeOptions,
+    RejectedRow,
     ResultCallback,
+    ValidRow,
+    bulk_import_cache,
     map_headers,
+    validate_rows,
 )
 
 Row = tuple[int, dict[str, Any]]
@@ -73,12 +86,19 @@ def _read_csv(fh: IO[str], name: str, columns: Mapping[str, list[str]]) -> Itera
     headers = next(reader, [])
     mapping = map_headers(headers, columns)
     _require(mapping, headers, f"{name} line 1")
+    fields = list(mapping.values())
+    pick = itemgetter(*mapping)  # a tuple: map_headers maps at least the required columns
+    width = max(mapping) + 1
     for record in reader:
-        if not any(cell.strip() for cell in record):
-            continue
-        yield reader.line_num, {
-            field: record[index] for index, field in mapping.items() if index < len(record)
-        }
+        if not "".join(record).strip():
+            continue  # a blank or whitespace-only line
+        if len(record) >= width:
+            yield reader.line_num, dict(zip(fields, pick(record), strict=True))
+        else:
+            yield (
+                reader.line_num,
+                {field: record[index] for index, field in mapping.items() if index < len(record)},
+            )
 
 
 def _read_xlsx(path: Path, columns: Mapping[str, list[str]]) -> Iterator[Row]:
@@ -94,9 +114,7 @@ def _read_xlsx(path: Path, columns: Mapping[str, list[str]]) -> Iterator[Row]:
         for number, record in enumerate(rows, start=2):
             if not any(cell not in (None, "") for cell in record):
                 continue
-            yield number, {
-                field: record[index] for index, field in mapping.items() if index < len(record)
-            }
+            yield number, {field: record[index] for index, field in mapping.items() if index < len(record)}
     finally:
         workbook.close()
 
@@ -118,9 +136,7 @@ def _read_jsonl(fh: IO[str], name: str, columns: Mapping[str, list[str]]) -> Ite
         yield number, {field: obj[keys[index]] for index, field in mapping.items()}
 
 
-def read_rows(
-    path: Path, columns: Mapping[str, list[str]], fmt: str | None = None
-) -> Iterator[Row]:
+def read_rows(path: Path, columns: Mapping[str, list[str]], fmt: str | None = None) -> Iterator[Row]:
     """Yield (line number, {field: value}) for every data row of an import file."""
     fmt = detect_format(path, fmt)
     if fmt == "xlsx":
@@ -134,6 +150,21 @@ def read_rows(
             yield from _read_jsonl(fh, path.name, columns)
 
 
+# Rows per transaction of a file import. Big transactions keep SQLite from rewriting the same index
+# pages to its WAL again and again, and save PostgreSQL a commit per thousand rows.
+FILE_BATCH_ROWS = 10_000
+# Files at least this big are read and validated in a worker process while this one writes; for
+# smaller ones starting the worker (a fresh interpreter) would cost more than it saves.
+WORKER_MIN_BYTES = 8 * 1024 * 1024
+# Validated batches waiting for the writer: bounds the memory a fast reader can take.
+_QUEUED_BATCHES = 2
+
+Batch = list[ValidRow | RejectedRow]
+
+
+class ImportWorkerError(RuntimeError):
+    """The worker process that reads and validates the file stopped without finishing."""
+
 
 def run_import(
     session_factory: sessionmaker[Session],
@@ -143,18 +174,121 @@ def run_import(
     columns: Mapping[str, list[str]],
     source: str,
     fmt: str | None = None,
-    batch_size: int = 1000,
+    batch_size: int = FILE_BATCH_ROWS,
     on_result: ResultCallback | None = None,
     progress: bool = False,
+    worker: bool | None = None,
 ) -> ImportSummary:
-    """Import a file in batches, committing after each; return the summary."""
-    rows = read_rows(path, columns, fmt)
-    with session_factory() as session, tqdm(
-        desc=f"importing {path.name}", unit=" rows", disable=not progress, leave=False
-    ) as bar:
-        importer = Importer(session, options, source, on_result=on_result)
-        while batch := list(islice(rows, batch_size)):
-            importer.import_batch(batch)
-            session.commit()
-            bar.update(len(batch))
+    """Import a file in batches, committing after each; return the summary.
+
+    `worker` reads and validates the file in a second process while this one writes (None: for
+    big files on a machine with more than one core). Both ways import and report the same rows.
+    """
+    now = utcnow()
+    if worker is None:
+        worker = _cpu_count() > 1 and path.stat().st_size >= WORKER_MIN_BYTES
+    reading = _batches_from_worker if worker else _batches_here
+    with (
+        reading(path, columns, fmt, options, now, batch_size) as batches,
+        _import_session(session_factory) as (session, connection),
+        tqdm(desc=f"importing {path.name}", unit=" rows", disable=not progress, leave=False) as bar,
+    ):
+        importer = Importer(session, options, source, now=now, on_result=on_result)
+        with bulk_import_cache(connection):
+            for batch in batches:
+                importer.import_validated(batch)
+                session.commit()
+                bar.update(len(batch))
         return importer.summary
+
+
+def validated_batches(
+    path: Path,
+    columns: Mapping[str, list[str]],
+    fmt: str | None,
+    options: IntakeOptions,
+    now: datetime,
+    batch_size: int,
+) -> Iterator[Batch]:
+    """Read the file and yield its rows validated, batch_size at a time."""
+    rows = read_rows(path, columns, fmt)
+    while batch := list(islice(rows, batch_size)):
+        yield validate_rows(batch, options, now)
+
+
+@contextmanager
+def _batches_here(*args: Any) -> Iterator[Iterator[Batch]]:
+    yield validated_batches(*args)
+
+
+@contextmanager
+def _batches_from_worker(*args: Any) -> Iterator[Iterator[Batch]]:
+    # spawn, not fork: the parent may be a threaded web server holding database connections.
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue(maxsize=_QUEUED_BATCHES)
+    process = context.Process(
+        target=_validate_in_worker, args=(queue, *args), name="returnvisit-import-reader", daemon=True
+    )
+    process.start()
+    try:
+        yield _receive(queue, process)
+    finally:
+        if process.is_alive():
+            process.terminate()  # the writer stopped early (an error): the rest is not wanted
+        process.join()
+        queue.close()
+
+
+def _validate_in_worker(queue: Any, *args: Any) -> None:
+    try:
+        for batch in validated_batches(*args):
+            queue.put(batch)
+    except BaseException as exc:  # every failure goes back to the writer
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            exc = ImportWorkerError(f"{type(exc).__name__}: {exc}")
+        queue.put(exc)
+        return
+    queue.put(None)
+
+
+def _receive(queue: Any, process: Any) -> Iterator[Batch]:
+    while True:
+        try:
+            item = queue.get(timeout=1.0)
+        except Empty:
+            if process.is_alive():
+                continue
+            try:  # it may have finished between the timeout and the check
+                item = queue.get(timeout=1.0)
+            except Empty:
+                raise ImportWorkerError(
+                    f"the reader process stopped unexpectedly (exit code {process.exitcode})"
+                ) from None
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def _import_session(
+    session_factory: sessionmaker[Session],
+) -> Iterator[tuple[Session, Connection | None]]:
+    """Open a session that keeps one connection for the whole import, and name that connection."""
+    bind = session_factory.kw.get("bind")
+    if isinstance(bind, Engine):
+        with bind.connect() as connection, session_factory(bind=connection) as session:
+            yield session, connection
+    else:  # already bound to one connection (tests), or to something we leave alone
+        with session_factory() as session:
+            yield session, bind if isinstance(bind, Connection) else None

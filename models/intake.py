@@ -9,14 +9,16 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Connection, Dialect, String, Table, any_, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -35,18 +37,6 @@ FIELDS = (
     "completed_at",
 )
 REQUIRED_FIELDS = ("external_id", "department", "matter", "phone", "completed_at")
-# Fields compared to decide whether a re-imported row changed anything.
-_COMPARED = (
-    "department_id",
-    "matter",
-    "channel_handled",
-    "citizen_name",
-    "phone_raw",
-    "phone_e164",
-    "phone_kind",
-    "phone_extension",
-    "completed_at",
-)
 _FUTURE_SLACK = timedelta(days=1)  # clocks of source systems drift; a day later is an error
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DATE_FORMATS = (
@@ -120,8 +110,12 @@ ResultCallback = Callable[[int, str | None, RowStatus, str | None], None]
 
 
 def _text(value: Any) -> str:
-    if type(value) is str and value.isascii() and value.isprintable():
-        return value.strip()  # the common case of file imports, kept cheap
+    if type(value) is str:  # files give text; keep this path cheap, it runs ~9 times a row
+        if not value.isascii():
+            value = unicodedata.normalize("NFKC", value)
+        if value.isprintable():
+            return value.strip()
+        return _CONTROL.sub("", value).strip()
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -144,7 +138,10 @@ def parse_completed_at(value: Any, tz: ZoneInfo) -> datetime:
         parsed = _parse_time_text(_text(value))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # the first or last day datetime can hold, shifted past its range
+        raise RowError("bad completed_at", f"completed_at {parsed.isoformat()} is out of range") from None
 
 
 def _parse_time_text(text: str) -> datetime:
@@ -162,16 +159,41 @@ def _parse_time_text(text: str) -> datetime:
     raise RowError("bad completed_at", f"completed_at {text!r} is not a date and time")
 
 
-@dataclass(frozen=True)
-class _Row:
+# The stored columns an intake row sets, in this order in ValidRow.values; all of them are compared
+# to decide whether a re-imported row changed anything. The department comes from the database.
+ROW_COLUMNS = (
+    "matter",
+    "channel_handled",
+    "citizen_name",
+    "phone_raw",
+    "phone_e164",
+    "phone_kind",
+    "phone_extension",
+    "completed_at",
+)
+VALUE_COLUMNS = ("department_id", *ROW_COLUMNS)
+
+
+class ValidRow(NamedTuple):
+    """A row that passed validation: plain data, so worker processes can hand it over."""
+
     line: int
     external_id: str
-    department: str
+    department: str  # code (or name) as given
     department_name: str
-    values: dict[str, Any]
+    values: tuple[Any, ...]  # ROW_COLUMNS in order
 
 
-def validate_row(line: int, raw: Mapping[str, Any], options: IntakeOptions, now: datetime) -> _Row:
+class RejectedRow(NamedTuple):
+    """A row that failed validation, with the reason group for the summary and the message."""
+
+    line: int
+    external_id: str | None
+    kind: str
+    message: str
+
+
+def validate_row(line: int, raw: Mapping[str, Any], options: IntakeOptions, now: datetime) -> ValidRow:
     """Check one row's fields and normalise them; raise RowError naming the problem."""
     if "__error__" in raw:
         raise RowError("unreadable row", str(raw["__error__"]))
@@ -181,42 +203,51 @@ def validate_row(line: int, raw: Mapping[str, Any], options: IntakeOptions, now:
     matter = _text(get("matter"))
     phone_raw = _text(get("phone"))[:100]
     completed_raw = get("completed_at")
-    completed_text = "" if isinstance(completed_raw, date) else _text(completed_raw)
-    present = {
-        "external_id": external_id,
-        "department": department,
-        "matter": matter,
-        "phone": phone_raw,
-        "completed_at": completed_text or isinstance(completed_raw, date),
-    }
-    missing = [name for name in REQUIRED_FIELDS if not present[name]]
-    if missing:
+    is_date = isinstance(completed_raw, date)
+    completed_text = "" if is_date else _text(completed_raw)
+    if not (external_id and department and matter and phone_raw and (completed_text or is_date)):
+        present = (external_id, department, matter, phone_raw, completed_text or is_date)
+        missing = [name for name, value in zip(REQUIRED_FIELDS, present, strict=True) if not value]
         kind = "no usable phone" if missing == ["phone"] else f"missing {missing[0]}"
         raise RowError(kind, f"missing {', '.join(missing)}")
     if len(external_id) > 128:
         raise RowError("bad external_id", "external_id longer than 128 characters")
     phone = normalize_phone(phone_raw, region=options.region, area_code=options.area_code)
-    if phone.e164 is None or phone.kind == PhoneKind.INVALID:
+    if phone.e164 is None or phone.kind is PhoneKind.INVALID:
         raise RowError("no usable phone", f"phone {phone_raw!r}: {phone.reason}")
     completed_at = parse_completed_at(completed_text or completed_raw, options.tz)
     if completed_at > now + _FUTURE_SLACK:
         raise RowError("bad completed_at", f"completed_at {completed_at:%Y-%m-%d} is in the future")
-    return _Row(
-        line=line,
-        external_id=external_id,
-        department=department[:64],
-        department_name=_text(get("department_name"))[:200],
-        values={
-            "matter": matter[:300],
-            "channel_handled": _text(get("channel"))[:32] or None,
-            "citizen_name": _text(get("citizen_name"))[:100] or None,
-            "phone_raw": phone_raw,
-            "phone_e164": phone.e164,
-            "phone_kind": phone.kind.value,
-            "phone_extension": phone.extension,
-            "completed_at": completed_at,
-        },
+    return ValidRow(
+        line,
+        external_id,
+        department[:64],
+        _text(get("department_name"))[:200],
+        (
+            matter[:300],
+            _text(get("channel"))[:32] or None,
+            _text(get("citizen_name"))[:100] or None,
+            phone_raw,
+            phone.e164,
+            phone.kind.value,
+            phone.extension,
+            completed_at,
+        ),
     )
+
+
+def validate_rows(
+    rows: Iterable[tuple[int, Mapping[str, Any]]], options: IntakeOptions, now: datetime
+) -> list[ValidRow | RejectedRow]:
+    """Validate (line, row) pairs in order; a rejected row carries its reason instead of raising."""
+    outcomes: list[ValidRow | RejectedRow] = []
+    append = outcomes.append
+    for line, raw in rows:
+        try:
+            append(validate_row(line, raw, options, now))
+        except RowError as exc:
+            append(RejectedRow(line, _text(raw.get("external_id")) or None, exc.kind, str(exc)))
+    return outcomes
 
 
 class Importer:
@@ -256,93 +287,207 @@ class Importer:
 
     def import_batch(self, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
         """Validate and upsert one batch of (line, row) pairs; does not commit."""
-        batch: dict[str, tuple[_Row, dict[str, Any]]] = {}
+        self.import_validated(validate_rows(rows, self.options, self.now))
+
+    def import_validated(self, outcomes: Iterable[ValidRow | RejectedRow]) -> None:
+        """Upsert one batch of validate_rows() outcomes and report every row; does not commit."""
+        batch: dict[str, tuple[int, tuple[Any, ...]]] = {}
         repeated: set[str] = set()
-        for line, raw in rows:
+        departments = self._departments
+        for outcome in outcomes:
             self.summary.read += 1
-            external_id = _text(raw.get("external_id")) or None
-            try:
-                row = validate_row(line, raw, self.options, self.now)
-                values = dict(row.values)
-                values["department_id"] = self._department_id(row.department, row.department_name)
-            except RowError as exc:
-                self.summary.skipped[exc.kind] += 1
-                if self.on_result:
-                    self.on_result(line, external_id, RowStatus.ERROR, str(exc))
+            if type(outcome) is RejectedRow:
+                self._reject(outcome.line, outcome.external_id, outcome.kind, outcome.message)
                 continue
-            if row.external_id in batch:
+            line, key, department, department_name, values = outcome
+            department_id = departments.get(department)
+            if department_id is None:
+                try:
+                    department_id = self._department_id(department, department_name)
+                except RowError as exc:
+                    self._reject(line, key, exc.kind, str(exc))
+                    continue
+            if key in batch:
                 # The same item twice in one batch: the later row wins, the earlier counts as read.
-                repeated.add(row.external_id)
-            batch[row.external_id] = (row, values)
+                repeated.add(key)
+            batch[key] = (line, (department_id, *values))
         if batch:
             self._upsert(batch, repeated)
 
-    def _upsert(self, batch: dict[str, tuple[_Row, dict[str, Any]]], repeated: set[str]) -> None:
-        keys = list(batch)
-        existing = {
-            item.external_id: item
-            for item in self.session.scalars(
-                # Not a row-value IN: SQLite would scan the table instead of using the index.
-                select(ServiceItem).where(
-                    ServiceItem.source == self.source, ServiceItem.external_id.in_(keys)
-                )
-            )
-        }
-        inserts = []
+    def _reject(self, line: int, external_id: str | None, kind: str, message: str) -> None:
+        self.summary.skipped[kind] += 1
+        if self.on_result:
+            self.on_result(line, external_id, RowStatus.ERROR, message)
+
+    def _upsert(self, batch: dict[str, tuple[int, tuple[Any, ...]]], repeated: set[str]) -> None:
+        connection = self.session.connection()
+        existing = _existing_items(connection, self.source, list(batch))
         now = utcnow()
-        for key, (row, values) in batch.items():
-            item = existing.get(key)
-            if item is None:
-                inserts.append(
-                    {
-                        "source": self.source,
-                        "external_id": key,
-                        "imported_at": now,
-                        "updated_at": now,
-                        **values,
-                    }
-                )
-                status = RowStatus.NEW
-            elif any(getattr(item, name) != values[name] for name in _COMPARED):
-                for name, value in values.items():
-                    setattr(item, name, value)
-                item.updated_at = now
-                status = RowStatus.UPDATED
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[int, tuple[Any, ...]]] = []
+        statuses: list[RowStatus] = []
+        for key, (_line, values) in batch.items():
+            found = existing.get(key)
+            if found is None:
+                inserts.append((key, *values))
+                statuses.append(RowStatus.NEW)
+            elif found[1] != values:
+                updates.append((found[0], values))
+                statuses.append(RowStatus.UPDATED)
             else:
-                status = RowStatus.UNCHANGED
-            setattr(self.summary, status.value, getattr(self.summary, status.value) + 1)
-            if key in repeated:
-                self.summary.skipped["repeated external_id (later row kept)"] += 1
-            if self.on_result:
-                self.on_result(row.line, key, status, None)
-        self.session.flush()
+                statuses.append(RowStatus.UNCHANGED)
         if inserts:
-            _insert_many(self.session, inserts)
-        # Drop the batch's ORM objects so memory stays flat over any number of batches.
+            _insert_items(connection, self.source, inserts, now)
+        if updates:
+            _update_items(connection, updates, now)
+        # Drop ORM objects (departments) so memory stays flat over any number of batches.
         self.session.expunge_all()
+        summary = self.summary
+        summary.new += len(inserts)
+        summary.updated += len(updates)
+        summary.unchanged += len(statuses) - len(inserts) - len(updates)
+        if repeated:
+            summary.skipped["repeated external_id (later row kept)"] += len(repeated)
+        if self.on_result:
+            for (key, (line, _values)), status in zip(batch.items(), statuses, strict=True):
+                self.on_result(line, key, status, None)
 
 
-def _insert_many(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert new items with one DB-API executemany (the bulk path of imports).
+_TABLE = cast(Table, ServiceItem.__table__)
+_IN_CHUNK = 1000  # keys per IN (...) look-up: well under every database's limit on bound parameters
+
+
+def _existing_items(
+    connection: Connection, source: str, keys: list[str]
+) -> dict[str, tuple[int, tuple[Any, ...]]]:
+    """Return {external_id: (id, VALUE_COLUMNS values)} of the keys already stored for source."""
+    columns = _TABLE.c
+    query = select(columns.external_id, columns.id, *(columns[name] for name in VALUE_COLUMNS))
+    if connection.dialect.name == "postgresql":
+        # One array parameter instead of a thousand: binding those costs more than the look-up.
+        chunks = [columns.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))]
+    else:
+        # Not a row-value IN: SQLite would scan the table instead of using the index.
+        chunks = [
+            columns.external_id.in_(keys[start : start + _IN_CHUNK])
+            for start in range(0, len(keys), _IN_CHUNK)
+        ]
+    found: dict[str, tuple[int, tuple[Any, ...]]] = {}
+    for condition in chunks:
+        for row in connection.execute(query.where(columns.source == source, condition)):
+            found[row[0]] = (row[1], tuple(row[2:]))
+    return found
+
+
+def _insert_items(connection: Connection, source: str, rows: list[tuple[Any, ...]], now: datetime) -> None:
+    """Insert new items, given as (external_id, *VALUE_COLUMNS) tuples, in bulk.
 
     Values go through each column type's own bind processor (UTC datetimes included), so the
-    stored rows are exactly what an ORM insert would store, at a fraction of the per-row cost.
+    stored rows are exactly what an ORM insert would store, at a fraction of the per-row cost:
+    COPY on PostgreSQL with psycopg, one DB-API executemany elsewhere.
     """
-    connection = session.connection()
     dialect = connection.dialect
-    table = cast(Table, ServiceItem.__table__)
-    columns = list(rows[0])
-    compiled = insert(table).compile(dialect=dialect, column_keys=columns)
-    order = list(compiled.positiontup or []) if compiled.positional else columns
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order]
-    converted = [(index, process) for index, process in enumerate(processors) if process]
-    params: list[Any] = []
+    processors = [
+        (index, process)
+        for index, name in enumerate(_ROW_INSERT_COLUMNS)
+        if (process := _bind_processor(dialect, name))
+    ]
+    head = (_bind_value(dialect, "source", source),)
+    stamp = _bind_value(dialect, "imported_at", now)
+    tail = (stamp, stamp)  # imported_at, updated_at
+    params: list[tuple[Any, ...]] = []
+    append = params.append
     for row in rows:
-        values = [row[name] for name in order]
-        for index, process in converted:
-            values[index] = process(values[index])
-        params.append(tuple(values) if compiled.positional else dict(zip(order, values, strict=True)))
+        if processors:
+            values = list(row)
+            for index, process in processors:
+                values[index] = process(values[index])
+            row = tuple(values)
+        append(head + row + tail)
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        _copy(connection, params)
+        return
+    compiled = insert(_TABLE).compile(dialect=dialect, column_keys=list(_INSERT_COLUMNS))
+    if not compiled.positional:
+        named = [dict(zip(_INSERT_COLUMNS, p, strict=True)) for p in params]
+        connection.exec_driver_sql(compiled.string, named)
+        return
+    if tuple(compiled.positiontup or ()) != _INSERT_COLUMNS:
+        order = [_INSERT_COLUMNS.index(name) for name in compiled.positiontup or ()]
+        params = [tuple(p[i] for i in order) for p in params]
     connection.exec_driver_sql(compiled.string, params)
+
+
+# Columns of a new item in the table's own order (so compiled positional INSERTs need no reordering).
+_ROW_INSERT_COLUMNS = ("external_id", *VALUE_COLUMNS)
+_INSERT_COLUMNS = ("source", *_ROW_INSERT_COLUMNS, "imported_at", "updated_at")
+
+
+def _copy(connection: Connection, params: list[tuple[Any, ...]]) -> None:
+    preparer = connection.dialect.identifier_preparer
+    table = preparer.format_table(_TABLE)
+    names = ", ".join(preparer.quote(name) for name in _INSERT_COLUMNS)
+    # Binary COPY formats values in C, several times faster than text; it needs the exact types.
+    oids = dict(
+        connection.exec_driver_sql(
+            "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = %(table)s::regclass",
+            {"table": table},
+        ).all()
+    )
+    cursor = connection.connection.cursor()
+    try:
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([oids[name] for name in _INSERT_COLUMNS])
+            write = copy.write_row
+            for row in params:
+                write(row)
+    finally:
+        cursor.close()
+
+
+def _bind_processor(dialect: Dialect, name: str) -> Callable[[Any], Any] | None:
+    return _TABLE.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _bind_value(dialect: Dialect, name: str, value: Any) -> Any:
+    process = _bind_processor(dialect, name)
+    return process(value) if process else value
+
+
+def _update_items(connection: Connection, rows: list[tuple[int, tuple[Any, ...]]], now: datetime) -> None:
+    """Write changed VALUE_COLUMNS of stored items (by id) and stamp them updated."""
+    statement = update(_TABLE).where(_TABLE.c.id == bindparam("item_id"))
+    connection.execute(
+        statement,
+        [
+            {"item_id": item_id, **dict(zip(VALUE_COLUMNS, values, strict=True)), "updated_at": now}
+            for item_id, values in rows
+        ],
+    )
+
+
+# A bulk import touches pages all over the table's indexes; SQLite's default page cache (2 MiB)
+# would write many of them to the WAL several times per transaction.
+_SQLITE_IMPORT_CACHE_KIB = 64 * 1024
+
+
+@contextmanager
+def bulk_import_cache(connection: Connection | None) -> Iterator[None]:
+    """Give a SQLite connection a large page cache while it imports, and restore the old size.
+
+    Works on the driver's connection, so it neither begins nor ends a transaction.
+    """
+    if connection is None or connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    previous = int(driver.execute("PRAGMA cache_size").fetchone()[0])
+    driver.execute(f"PRAGMA cache_size = {-_SQLITE_IMPORT_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA cache_size = {previous}")
 
 
 def map_headers(headers: Iterable[Any], columns: Mapping[str, list[str]]) -> dict[int, str]:
