@@ -30,7 +30,7 @@ from models.intake import (
     RejectedRow,
     ResultCallback,
     ValidRow,
-    bulk_import_cache,
+    bulk_import_settings,
     map_headers,
     validate_rows,
 )
@@ -194,7 +194,7 @@ def run_import(
         tqdm(desc=f"importing {path.name}", unit=" rows", disable=not progress, leave=False) as bar,
     ):
         importer = Importer(session, options, source, now=now, on_result=on_result)
-        with bulk_import_cache(connection):
+        with bulk_import_settings(connection):
             for batch in batches:
                 importer.import_validated(batch)
                 session.commit()

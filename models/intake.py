@@ -466,14 +466,15 @@ def _update_items(connection: Connection, rows: list[tuple[int, tuple[Any, ...]]
     )
 
 
-# A bulk import touches pages all over the table's indexes; SQLite's default page cache (2 MiB)
-# would write many of them to the WAL several times per transaction.
-_SQLITE_IMPORT_CACHE_KIB = 64 * 1024
+# A bulk import touches pages all over the table's indexes: with a small page cache SQLite would write
+# many of them to the WAL several times per transaction. Memory-mapped reads would save little here
+# (changed pages are copied to the cache anyway) but grow the importer's RSS with the database file.
+_SQLITE_IMPORT_PRAGMAS = {"cache_size": -64 * 1024, "mmap_size": 0}
 
 
 @contextmanager
-def bulk_import_cache(connection: Connection | None) -> Iterator[None]:
-    """Give a SQLite connection a large page cache while it imports, and restore the old size.
+def bulk_import_settings(connection: Connection | None) -> Iterator[None]:
+    """Set a SQLite connection up for a bulk import (big page cache, no mmap), then restore it.
 
     Works on the driver's connection, so it neither begins nor ends a transaction.
     """
@@ -482,12 +483,14 @@ def bulk_import_cache(connection: Connection | None) -> Iterator[None]:
         return
     driver = connection.connection.driver_connection
     assert driver is not None
-    previous = int(driver.execute("PRAGMA cache_size").fetchone()[0])
-    driver.execute(f"PRAGMA cache_size = {-_SQLITE_IMPORT_CACHE_KIB}")
+    previous = {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in _SQLITE_IMPORT_PRAGMAS}
     try:
+        for name, value in _SQLITE_IMPORT_PRAGMAS.items():
+            driver.execute(f"PRAGMA {name} = {int(value)}")
         yield
     finally:
-        driver.execute(f"PRAGMA cache_size = {previous}")
+        for name, value in previous.items():
+            driver.execute(f"PRAGMA {name} = {int(value)}")
 
 
 def map_headers(headers: Iterable[Any], columns: Mapping[str, list[str]]) -> dict[int, str]:

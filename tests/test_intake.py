@@ -230,3 +230,19 @@ def test_future_completion_time_is_rejected(session, intake_options):
 def test_naive_completion_time_is_read_in_the_centre_time_zone(intake_options):
     parsed = parse_completed_at("2026-03-31 23:30:00", intake_options.tz)
     assert parsed == datetime(2026, 3, 31, 15, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_completion_time_out_of_range_is_a_bad_row_not_a_crash(session, intake_options, text):
+    results = []
+    importer = Importer(session, intake_options, "api", on_result=lambda *r: results.append(r))
+    row = {
+        "external_id": "R1",
+        "department": "SWJ",
+        "matter": "m",
+        "phone": "13812345678",
+        "completed_at": text,
+    }
+    importer.import_batch([(1, row)])
+    assert results[0][2] == RowStatus.ERROR and "out of range" in results[0][3]
+    assert importer.summary.skipped["bad completed_at"] == 1
