@@ -16,7 +16,9 @@ from console.reports.labels import CASE_STATE_LABELS, CATEGORY_LABELS, GRADE_LAB
 from models.domain import Category, Grade
 from models.metrics import DepartmentFigures
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A cell starting with one of these is read as a formula by Excel, LibreOffice or Google Sheets
+# (full-width forms too, which some input methods type).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 Cell = str | int | float | None
 
 

@@ -9,8 +9,7 @@ from typing import Any
 
 from flask import Response
 
-# A cell starting with one of these is read as a formula by Excel, LibreOffice and Google Sheets.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+from console.reports.tables import FORMULA_STARTS
 
 
 def safe_cell(value: Any) -> Any:

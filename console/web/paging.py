@@ -42,12 +42,14 @@ class Page:
         *,
         scalars: bool = True,
     ) -> Page:
-        """Run `stmt` for page `number` (1-based; anything unreadable is page 1)."""
+        """Run `stmt` for page `number` (1-based; unreadable is page 1, past the end the last page)."""
         try:
             wanted = max(1, int(number or 1))
         except ValueError:
             wanted = 1
         total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+        # A page past the end shows the last one (and keeps the offset inside the database's integers).
+        wanted = min(wanted, max(1, -(-total // size)))
         paged = stmt.limit(size).offset((wanted - 1) * size)
         rows = list(session.scalars(paged)) if scalars else list(session.execute(paged))
         return cls(rows, wanted, total, size)

@@ -47,7 +47,8 @@ class Filters:
         category = args.get("category", "")
         return cls(
             department=args.get("department", "").strip(),
-            quarter=args.get("quarter", "").strip().upper()[:6],
+            # Compared whole: "2026Q4' OR 'x'='x" must match nothing, not quarter 2026Q4.
+            quarter=args.get("quarter", "").strip().upper(),
             grade=grade if grade in {g.value for g in Grade} else "",
             category=category if category in {c.value for c in Category} else "",
         )

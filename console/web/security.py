@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, render_template
+from flask import Flask, Response, render_template, request
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 csrf = CSRFProtect()
@@ -18,6 +19,7 @@ CONTENT_SECURITY_POLICY = (
 def init_app(app: Flask) -> None:
     """Protect every POST with a CSRF token and add the security headers."""
     csrf.init_app(app)
+    app.before_request(_refuse_nul)
     app.after_request(_headers)
     app.register_error_handler(CSRFError, _csrf_error)
     for code in (403, 404, 405):
@@ -32,6 +34,17 @@ def _headers(response: Response) -> Response:
     if response.mimetype == "text/html":
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def _refuse_nul() -> tuple[str, int] | None:
+    # No browser sends a NUL and PostgreSQL text cannot hold one: a search for it would fail in the
+    # database instead of finding nothing. (The answer reuses a text the catalogs already translate.)
+    values = [*request.args.items(multi=True), *(request.view_args or {}).items()]
+    if request.method == "POST":
+        values += request.form.items(multi=True)
+    if any("\x00" in f"{key}{value}" for key, value in values):
+        return render_template("error.html", code=400, reason=_("This request cannot be answered.")), 400
+    return None
 
 
 def _csrf_error(error: CSRFError) -> tuple[str, int]:
