@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models.domain import Channel
+from models.domain import Channel, Disposition
 from models.surveys import Answer, Attempt, AttemptStatus, Survey, SurveyState
 
 SETTLE = timedelta(minutes=5)
@@ -36,6 +36,8 @@ CHANNELS = tuple(channel.value for channel in Channel)
 # Attempt statuses that mean the gateway or the carrier reported an error.
 ERROR_STATUSES = (AttemptStatus.FAILED, AttemptStatus.UNDELIVERED)
 OPEN_STATES = (SurveyState.SCHEDULED, SurveyState.DIALLING, SurveyState.IN_PROGRESS)
+# Dispositions counted by name; anything else a later version may write is counted as "other".
+KNOWN_DISPOSITIONS = frozenset(d.value for d in Disposition)
 
 
 @dataclass
@@ -92,28 +94,46 @@ class DispositionTally:
 
     def read(self, session: Session, clock: float) -> dict[tuple[str, str], int]:
         """Return the dispositions, recounting the newest quarters (or all of them when it is time)."""
-        query = select(Survey.quarter, Survey.kind, Survey.disposition, func.count()).where(
-            Survey.state == SurveyState.DONE, Survey.disposition.is_not(None)
-        )
         full = self.full_at is None or clock - self.full_at >= FULL_REFRESH
-        if full:
-            recount: dict[str, Counter[tuple[str, str]]] = {}
-        else:
+        quarters: list[str] | None = None
+        if not full:
             newest = session.scalar(select(func.max(Survey.quarter)))
             before = session.scalar(select(func.max(Survey.quarter)).where(Survey.quarter < newest))
             quarters = [q for q in (newest, before) if q is not None]
-            recount = {quarter: Counter() for quarter in quarters}
-            query = query.where(Survey.quarter.in_(quarters))
-        rows = session.execute(query.group_by(Survey.quarter, Survey.kind, Survey.disposition))
-        for quarter, kind, disposition, count in rows:
-            recount.setdefault(quarter, Counter())[(kind, disposition or "")] += count
+        recount: dict[str, Counter[tuple[str, str]]] = {q: Counter() for q in quarters or ()}
+        for quarter, kind, disposition, count in _final_dispositions(session, quarters):
+            recount.setdefault(quarter, Counter())[(kind, disposition)] += count
         self.by_quarter = recount if full else {**self.by_quarter, **recount}
         if full:
             self.full_at = clock
         total: Counter[tuple[str, str]] = Counter()
         for counts in self.by_quarter.values():
             total.update(counts)
-        return dict(total)
+        return +total  # without zeros
+
+
+def _final_dispositions(session: Session, quarters: list[str] | None) -> list[tuple[str, str, str, int]]:
+    """Return (quarter, kind, disposition, surveys) of finished surveys, of `quarters` or of all."""
+    done = [Survey.state == SurveyState.DONE, Survey.disposition.is_not(None)]
+    if quarters is not None:
+        done.append(Survey.quarter.in_(quarters))
+    if session.get_bind().dialect.name != "sqlite":
+        grouped = select(Survey.quarter, Survey.kind, Survey.disposition, func.count()).where(*done)
+        rows = session.execute(grouped.group_by(Survey.quarter, Survey.kind, Survey.disposition))
+        return [(quarter, kind, _known(disposition), count) for quarter, kind, disposition, count in rows]
+    # SQLite sorts a GROUP BY that does not follow an index into a temporary b-tree (a second for two
+    # quarters of 166,000 surveys); grouping by the index's leading (quarter, kind) and counting each
+    # disposition with FILTER reads the index in order (a third of that).
+    known = sorted(KNOWN_DISPOSITIONS)
+    counts = [func.count().filter(Survey.disposition == d) for d in known]
+    query = select(Survey.quarter, Survey.kind, func.count(), *counts).where(*done)
+    result: list[tuple[str, str, str, int]] = []
+    for row in session.execute(query.group_by(Survey.quarter, Survey.kind)):
+        quarter, kind, total, each = row[0], row[1], int(row[2]), [int(n) for n in row[3:]]
+        result += [(quarter, kind, d, n) for d, n in zip(known, each, strict=True) if n]
+        if total > sum(each):
+            result.append((quarter, kind, "other", total - sum(each)))
+    return result
 
 
 class StoreReader:
@@ -158,6 +178,10 @@ class StoreReader:
             figures.oldest_due_seconds = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
             figures.read_seconds = time.perf_counter() - started
             return figures
+
+
+def _known(disposition: str | None) -> str:
+    return disposition if disposition in KNOWN_DISPOSITIONS else "other"
 
 
 def _counts(rows: Iterable[Any]) -> dict[str, int]:

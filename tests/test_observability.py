@@ -261,11 +261,16 @@ def test_dispositions_recount_the_newest_quarters_and_every_quarter_hourly(sessi
     old, _ = create_survey(quarter="2025Q1", state=SurveyState.DONE, disposition="complete")
     create_survey(quarter="2026Q3", state=SurveyState.DONE, disposition="complete")
     new, _ = create_survey(quarter="2026Q4", state=SurveyState.DONE, disposition="busy")
+    create_survey(quarter="2026Q4", state=SurveyState.DONE, disposition="from-a-later-version")
+    create_survey(quarter="2026Q4", kind="verification", state=SurveyState.DONE, disposition="complete")
+    create_survey(quarter="2026Q4", state=SurveyState.SCHEDULED)
     reader = StoreReader()
     reader.read(session, utcnow())
     assert reader.dispositions.read(session, time.monotonic()) == {
         ("survey", "complete"): 2,
         ("survey", "busy"): 1,
+        ("survey", "other"): 1,
+        ("verification", "complete"): 1,
     }
     old.disposition = new.disposition = "refused"
     session.flush()
@@ -273,11 +278,15 @@ def test_dispositions_recount_the_newest_quarters_and_every_quarter_hourly(sessi
     assert reader.dispositions.read(session, time.monotonic()) == {
         ("survey", "complete"): 2,
         ("survey", "refused"): 1,
+        ("survey", "other"): 1,
+        ("verification", "complete"): 1,
     }
     hour_later = time.monotonic() + store_figures.FULL_REFRESH
     assert reader.dispositions.read(session, hour_later) == {
         ("survey", "complete"): 1,
         ("survey", "refused"): 2,
+        ("survey", "other"): 1,
+        ("verification", "complete"): 1,
     }
 
 
