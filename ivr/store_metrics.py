@@ -64,7 +64,9 @@ class StoreCollector:
         yield dispositions
 
         dispatches = CounterMetricFamily(
-            "returnvisit_dispatches", "Calls and texts handed to the gateway, by channel.", labels=["channel"]
+            "returnvisit_dispatches",
+            "Calls and texts dispatched (attempts written before the gateway is called), by channel.",
+            labels=["channel"],
         )
         for channel in channels:
             dispatches.add_metric([channel], f.dispatches.get(channel, 0))
