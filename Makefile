@@ -15,13 +15,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/returnvisit demo
 
-# Browser tests drive Debian's Chromium (never a downloaded browser); CI runs as root and installs it.
+# Browser tests drive Debian's Chromium (never a downloaded browser); the deployment tests run the
+# guide's nginx configuration in front of gunicorn. CI runs as root and installs both.
 CHROMIUM := /usr/bin/chromium
+NGINX := /usr/sbin/nginx
 
 $(CHROMIUM):
 	apt-get update -q && apt-get install -y -q chromium fonts-noto-cjk
 
-test: $(STAMP) $(CHROMIUM)
+$(NGINX):
+	apt-get update -q && apt-get install -y -q nginx-light
+
+test: $(STAMP) $(CHROMIUM) $(NGINX)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -32,7 +32,7 @@ from scheduler.jobs import JOBS, build_scheduler, release_scheduler_lock, run_jo
 
 
 def test_jobs_are_one_list_with_stable_ids_run_by_a_blocking_scheduler(session_factory, now):
-    assert [job.id for job in JOBS] == ["recover-leases", "expire", "pick", "dispatch", "escalate"]
+    assert [job.id for job in JOBS] == ["recover-leases", "expire", "pick", "dispatch", "escalate", "retention"]
     env = scheduler_env(session_factory, FakeClock(now), scheduler={"tick_seconds": 15})
     runner = build_scheduler(env)
     assert type(runner).__name__ == "BlockingScheduler"
@@ -50,7 +50,7 @@ def test_one_tick_picks_and_dispatches(session, session_factory, now, create_dep
     clock = FakeClock(now)
     env = scheduler_env(session_factory, clock)
     counts = run_once(env)
-    assert list(counts) == ["recover-leases", "expire", "pick", "dispatch", "escalate"]
+    assert list(counts) == ["recover-leases", "expire", "pick", "dispatch", "escalate", "retention"]
     assert counts["pick"] == {"picked": 3, "skipped": 0}
     assert counts["dispatch"] == {"claimed": 3, "attempts": 3, "placed": 3}
     assert sorted(r.to for r in env.gateway.requests) == sorted(i.phone_e164 for i in items)
