@@ -3,8 +3,9 @@
 Only counts leave the database: every query groups by department (and quarter, grade or state), and
 Python turns the few aggregated rows into rates. Answers marked late (they arrived after their
 quarter was closed) never count. The covering indexes below, declared beside the queries that read
-them and created by migration 0003, let one quarter be read from indexes alone; the joins are also
-bounded by the quarter's range of survey ids, so PostgreSQL reads a quarter's slice of each index.
+them (migrations 0003 and 0005), let a quarter be read from indexes alone: its surveys in id order,
+and the answers and attempts of its range of survey ids, so both databases read each index's slice
+of the quarter once, in order (PostgreSQL merges the joins).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from sqlalchemy import (
     ColumnClause,
     ColumnElement,
     Index,
+    Integer,
     String,
     and_,
+    bindparam,
     case,
     false,
     func,
@@ -30,6 +33,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -39,15 +43,16 @@ from models.domain import AAPOR_CLASS, BAD_GRADES, DEFAULT_GRADE_WEIGHTS, AaporC
 from models.surveys import Answer, Attempt, Survey, SurveyKind, SurveyState
 from scheduler.policy import previous_quarter
 
-# One quarter's surveys by department, state and disposition, straight from the index.
+# One quarter's surveys in id order (its first and last id are the ends of the range), with the
+# department, state and disposition the figures group by.
 SURVEY_METRICS_INDEX = Index(
     "ix_surveys_quarter_metrics",
     Survey.quarter,
     Survey.kind,
+    Survey.id,
     Survey.department_id,
     Survey.state,
     Survey.disposition,
-    Survey.id,
 )
 # Ratings only (a partial index: comments are long texts), joined to surveys without a table read.
 # `question` is constant in it, but lets SQLite prefer it to the unique (survey_id, question) index.
@@ -73,7 +78,6 @@ CATEGORIES_INDEX = Index(
 # One quarter's cases by department.
 CASE_INDEX = Index("ix_cases_quarter_department", Case.quarter, Case.department_id)
 
-SQLITE_CACHE_KIB = 131072  # SQLite page cache of a connection that computes metrics (128 MB)
 Z_95 = 1.959963984540054  # the standard normal quantile of a two-sided 95 % interval
 
 
@@ -87,13 +91,11 @@ def _constant(value: str) -> ColumnClause[str]:
 _RATING = _constant("rating")
 _CATEGORIES = _constant("categories")
 _SURVEY_KIND = _constant(SurveyKind.SURVEY.value)
-# Final dispositions of surveys that never reached the citizen, or whose rating does not count:
-# no rating is looked up for them (fewer index seeks on a quarter of surveys).
-_NO_RATING = [
-    _constant(d)
-    for d in ("not_eligible", "no_answer", "busy", "machine", "failed", "not_contacted", "undelivered")
-]
-_BAD = [_constant(grade.value) for grade in sorted(BAD_GRADES)]
+# Final dispositions of surveys that never reached the citizen, or whose rating does not count.
+NO_RATING = frozenset(
+    {"not_eligible", "no_answer", "busy", "machine", "failed", "not_contacted", "undelivered"}
+)
+_NO_RATING = [_constant(d) for d in sorted(NO_RATING)]
 GRADES = tuple(Grade)
 CATEGORIES = tuple(Category)
 
@@ -251,26 +253,18 @@ class DepartmentFigures:
             self.satisfaction_index_change = self.satisfaction_index - index
 
 
-def _survey_scope(quarters: Sequence[str], department_ids: Iterable[int] | None) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [
-        Survey.quarter.in_(list(quarters)) if len(quarters) > 1 else Survey.quarter == quarters[0],
-        Survey.kind == _SURVEY_KIND,
-    ]
+def _survey_scope(quarter: str, department_ids: Iterable[int] | None) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Survey.quarter == quarter, Survey.kind == _SURVEY_KIND]
     if department_ids is not None:
         conditions.append(Survey.department_id.in_(list(department_ids)))
     return conditions
 
 
 def _tune(session: Session) -> None:
-    """Prepare the connection for index-heavy aggregates (SQLite page cache, PostgreSQL JIT off)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    """Prepare a PostgreSQL transaction for these aggregates (SQLite's cache is set in models.db)."""
+    if session.get_bind().dialect.name == "postgresql":
         # JIT compilation costs more than these sub-second aggregates take to run.
         session.execute(text("SET LOCAL jit = off"))
-    elif dialect == "sqlite":
-        # A quarter's index pages are tens of MB: SQLite's default 2 MB cache would re-read them
-        # from the OS for every join. The cache grows only as pages are read.
-        session.execute(text(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
 
 
 def _may_have_rating() -> ColumnElement[bool]:
@@ -278,22 +272,65 @@ def _may_have_rating() -> ColumnElement[bool]:
     return or_(Survey.disposition.is_(None), Survey.disposition.not_in(_NO_RATING))
 
 
+def may_have_rating(disposition: str | None) -> bool:
+    """Return whether a survey with this final disposition (None: not final yet) counts its rating."""
+    return disposition is None or disposition not in NO_RATING
+
+
+def quarter_id_bounds(session: Session, quarters: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Return the first and last survey id of each quarter that has surveys (two index probes each).
+
+    Surveys are created as their items complete, so a quarter's surveys span a narrow id range:
+    joins bounded by it read only that slice of the answer and attempt indexes, in id order.
+    """
+    bounds = []
+    for quarter in quarters:
+        of_quarter = _survey_scope(quarter, None)
+        bounds.append(select(func.min(Survey.id)).where(*of_quarter).scalar_subquery())
+        bounds.append(select(func.max(Survey.id)).where(*of_quarter).scalar_subquery())
+    if not bounds:
+        return {}
+    row = session.execute(select(*bounds)).one()
+    return {
+        quarter: (row[2 * n], row[2 * n + 1]) for n, quarter in enumerate(quarters) if row[2 * n] is not None
+    }
+
+
+def _between(column: Any, bounds: tuple[int, int]) -> ColumnElement[bool]:
+    # Written into the SQL rather than bound: a plan PostgreSQL keeps for a prepared statement
+    # would otherwise guess the range's size instead of seeing it.
+    low, high = bounds
+    return column.between(
+        bindparam(None, low, Integer, literal_execute=True),
+        bindparam(None, high, Integer, literal_execute=True),
+    )
+
+
 def grade_counts(
     session: Session, quarters: Sequence[str], department_ids: Iterable[int] | None = None
 ) -> dict[tuple[str, int], dict[str, int]]:
-    """Return on-time rating counts by (quarter, department) and grade: one aggregate query."""
-    if not quarters:
-        return {}
-    stmt = (
-        select(Survey.quarter, Survey.department_id, Answer.value, func.count())
-        .join(Answer, and_(Answer.survey_id == Survey.id, Answer.question == _RATING))
-        .where(*_survey_scope(quarters, department_ids), Answer.late == false(), _may_have_rating())
-        .group_by(Survey.quarter, Survey.department_id, Answer.value)
-    )
+    """Return on-time rating counts by (quarter, department) and grade: one aggregate per quarter."""
+    departments = None if department_ids is None else list(department_ids)
     _tune(session)
+    per_quarter = [
+        select(literal(quarter), Survey.department_id, Answer.value, func.count())
+        .join(
+            Answer,
+            and_(
+                Answer.survey_id == Survey.id, Answer.question == _RATING, _between(Answer.survey_id, bounds)
+            ),
+        )
+        .where(*_survey_scope(quarter, departments), Answer.late == false(), _may_have_rating())
+        .group_by(Survey.department_id, Answer.value)
+        for quarter, bounds in quarter_id_bounds(session, list(dict.fromkeys(quarters))).items()
+    ]
+    if not per_quarter:
+        return {}
     result: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
     valid = {g.value for g in GRADES}
-    for quarter, department_id, grade, count in session.execute(stmt):
+    # Each quarter is its own aggregate over its id range (an index range and a join in id order),
+    # sent together as one statement.
+    for quarter, department_id, grade, count in session.execute(union_all(*per_quarter)):
         if grade in valid:
             result[(quarter, department_id)][grade] = count
     return dict(result)
@@ -305,99 +342,60 @@ def trend(
     department_ids: Iterable[int] | None = None,
     weights: Mapping[Grade, int] = DEFAULT_GRADE_WEIGHTS,
 ) -> dict[int, dict[str, GradeSummary]]:
-    """Return each department's grade summary per quarter (one query over all the quarters)."""
+    """Return each department's grade summary per quarter."""
     out: dict[int, dict[str, GradeSummary]] = defaultdict(dict)
     for (quarter, department_id), grades in grade_counts(session, quarters, department_ids).items():
         out[department_id][quarter] = GradeSummary(grades, weights)
     return dict(out)
 
 
-def _survey_rows(session: Session, quarter: str, departments: Iterable[int] | None) -> Any:
+def _quarter_rows(
+    session: Session, quarter: str, departments: Iterable[int] | None, bounds: tuple[int, int]
+) -> Any:
+    """Read a quarter's surveys once, with their rating, categories and number of attempts.
+
+    The rows are grouped by department, state, disposition, grade and lateness of the rating; each
+    carries its count of surveys, of attempts, and how many on-time categories answers name each
+    category. The caller decides which groups count as ratings and bad reviews.
+    """
+    rating, chosen = aliased(Answer), aliased(Answer)
+    tries = (
+        select(Attempt.survey_id, func.count().label("n"))
+        .where(_between(Attempt.survey_id, bounds))
+        .group_by(Attempt.survey_id)
+        .subquery("tries")
+    )
+    padded = literal(",") + chosen.value + literal(",")
     stmt = (
         select(
             Survey.department_id,
             Survey.state,
             Survey.disposition,
+            rating.value,
+            rating.late,
             func.count(),
-            func.min(Survey.id),
-            func.max(Survey.id),
+            func.sum(tries.c.n),
+            *(func.sum(case((padded.like(f"%,{c.value},%"), 1), else_=0)) for c in CATEGORIES),
         )
-        .where(*_survey_scope([quarter], departments))
-        .group_by(Survey.department_id, Survey.state, Survey.disposition)
-    )
-    return session.execute(stmt)
-
-
-def _bounded(column: Any, ids: tuple[int, int] | None) -> list[ColumnElement[bool]]:
-    return [] if ids is None else [column.between(*ids)]
-
-
-def _rating_rows(
-    session: Session, quarter: str, departments: Iterable[int] | None, ids: tuple[int, int] | None
-) -> Any:
-    """Count a quarter's ratings by department, grade and lateness: one seek or merge per survey."""
-    stmt = (
-        select(Survey.department_id, Answer.value, Answer.late, func.count())
         .select_from(Survey)
-        .join(
-            Answer,
-            and_(
-                Answer.survey_id == Survey.id,
-                Answer.question == _RATING,
-                *_bounded(Answer.survey_id, ids),
-            ),
-        )
-        .where(*_survey_scope([quarter], departments), _may_have_rating())
-        .group_by(Survey.department_id, Answer.value, Answer.late)
-    )
-    return session.execute(stmt)
-
-
-def _category_rows(
-    session: Session, quarter: str, departments: Iterable[int] | None, ids: tuple[int, int]
-) -> Any:
-    """Count the categories of a quarter's on-time bad reviews (each key matched in the joined value)."""
-    rating = aliased(Answer)
-    padded = literal(",") + Answer.value + literal(",")
-    stmt = (
-        select(
-            Survey.department_id,
-            *(
-                func.sum(case((padded.like(f"%,{category.value},%"), 1), else_=0))
-                for category in CATEGORIES
-            ),
-        )
-        .select_from(Answer)
-        .join(
+        .outerjoin(
             rating,
             and_(
-                rating.survey_id == Answer.survey_id,
-                rating.question == _RATING,
-                rating.late == false(),
-                rating.value.in_(_BAD),
+                rating.survey_id == Survey.id, rating.question == _RATING, _between(rating.survey_id, bounds)
             ),
         )
-        .join(Survey, Survey.id == Answer.survey_id)
-        .where(
-            Answer.question == _CATEGORIES,
-            Answer.late == false(),
-            Answer.survey_id.between(*ids),
-            *_survey_scope([quarter], departments),
-            _may_have_rating(),
+        .outerjoin(
+            chosen,
+            and_(
+                chosen.survey_id == Survey.id,
+                chosen.question == _CATEGORIES,
+                chosen.late == false(),
+                _between(chosen.survey_id, bounds),
+            ),
         )
-        .group_by(Survey.department_id)
-    )
-    return session.execute(stmt)
-
-
-def _attempt_rows(
-    session: Session, quarter: str, departments: Iterable[int] | None, ids: tuple[int, int] | None
-) -> Any:
-    stmt = (
-        select(Survey.department_id, func.count())
-        .join(Attempt, and_(Attempt.survey_id == Survey.id, *_bounded(Attempt.survey_id, ids)))
-        .where(*_survey_scope([quarter], departments))
-        .group_by(Survey.department_id)
+        .outerjoin(tries, tries.c.survey_id == Survey.id)
+        .where(*_survey_scope(quarter, departments))
+        .group_by(Survey.department_id, Survey.state, Survey.disposition, rating.value, rating.late)
     )
     return session.execute(stmt)
 
@@ -431,7 +429,7 @@ def late_rating_counts(session: Session, quarter: str) -> dict[int, int]:
     stmt = (
         select(Survey.department_id, func.count())
         .join(Answer, and_(Answer.survey_id == Survey.id, Answer.question == _RATING))
-        .where(*_survey_scope([quarter], None), Answer.late.is_(True))
+        .where(*_survey_scope(quarter, None), Answer.late.is_(True))
         .group_by(Survey.department_id)
     )
     return {department_id: count for department_id, count in session.execute(stmt)}
@@ -481,40 +479,37 @@ def quarter_figures(
     dispositions: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     grades: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     valid_grades = {g.value for g in GRADES}
+    bad_grades = {g.value for g in BAD_GRADES}
     _tune(session)
-    # The quarter's survey ids span a range (surveys are created as items complete): bounding the
-    # joins by it lets PostgreSQL read a quarter's slice of the answer and attempt indexes only.
-    low, high = None, None
-    for department_id, state, disposition, count, first, last in _survey_rows(session, quarter, departments):
-        low = first if low is None else min(low, first)
-        high = last if high is None else max(high, last)
+    bounds = quarter_id_bounds(session, [quarter]).get(quarter)
+    rows = _quarter_rows(session, quarter, departments, bounds) if bounds else ()
+    for department_id, state, disposition, grade, late, count, attempts, *chosen in rows:
         f = figure(department_id)
         f.surveys += count
+        f.attempts += int(attempts or 0)
         if state == SurveyState.DONE and disposition:
             f.finished += count
             dispositions[department_id][disposition] += count
             if disposition == "complete":
                 f.completes += count
-    ids = (low or 0, high or 0)
-    # SQLite joins by index seeks from the quarter's surveys, and a bound would lure its planner
-    # onto the department index instead: only PostgreSQL gets it for ratings and attempts.
-    seek_ids = ids if session.get_bind().dialect.name == "postgresql" else None
-    for department_id, grade, late, count in _rating_rows(session, quarter, departments, seek_ids):
+        if grade is None or not may_have_rating(disposition):
+            continue
         if late:
-            figure(department_id).late_answers += count
+            f.late_answers += count
         elif grade in valid_grades:
             grades[department_id][grade] += count
-    for department_id, *chosen in _category_rows(session, quarter, departments, ids):
-        figure(department_id).categories = {
-            category.value: int(n or 0) for category, n in zip(CATEGORIES, chosen, strict=True)
-        }
-    for department_id, attempts in _attempt_rows(session, quarter, departments, seek_ids):
-        figure(department_id).attempts = attempts
+            if grade in bad_grades:  # a bad review's categories count
+                for category, n in zip(CATEGORIES, chosen, strict=True):
+                    f.categories[category.value] += int(n or 0)
     for department_id, opened, answered, on_time, overdue, satisfied, closed in _case_rows(
         session, quarter, departments, now
     ):
         figure(department_id).cases = CaseFigures(
-            opened, int(answered or 0), int(on_time or 0), int(overdue or 0), int(satisfied or 0),
+            opened,
+            int(answered or 0),
+            int(on_time or 0),
+            int(overdue or 0),
+            int(satisfied or 0),
             int(closed or 0),
         )
     if previous is None:

@@ -8,7 +8,7 @@ from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
-from models.surveys import Attempt, Survey
+from models.surveys import Attempt
 
 
 class SchedulerLock(Base):
@@ -31,7 +31,7 @@ class RateSlot(Base):
     next_free_at: Mapped[datetime]
 
 
-# Indexes the scheduler's sweeps need on tables defined in models/surveys.py: the calls in flight
-# (concurrency limit, lease recovery) and the surveys of the last days (per-citizen contact cap).
+# An index the scheduler's sweeps need on a table defined in models/surveys.py: the calls in flight
+# (concurrency limit, lease recovery). The per-citizen contact cap asks by phone (items' phone index,
+# then surveys by item), so surveys need no index of their creation time.
 Index("ix_attempts_channel_status", Attempt.__table__.c.channel, Attempt.__table__.c.status)
-Index("ix_surveys_created_at", Survey.__table__.c.created_at)

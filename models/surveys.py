@@ -68,7 +68,6 @@ class Survey(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "item_id", "kind"),
         Index("ix_surveys_due", "state", "next_attempt_at"),
-        Index("ix_surveys_department_quarter", "department_id", "quarter"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -98,10 +97,11 @@ class Survey(Base):
 
 class Attempt(Base):
     __tablename__ = "attempts"
+    # Its first column serves every look-up of a survey's attempts (no index of survey_id alone).
     __table_args__ = (UniqueConstraint("survey_id", "channel", "number"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id"), index=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id"))
     channel: Mapped[str] = mapped_column(String(10))
     number: Mapped[int]
     # CallSid or MessageSid; empty until the gateway accepted the call or message.
