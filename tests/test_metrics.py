@@ -230,3 +230,86 @@ def test_wilson_interval_edges():
 def test_aapor_rates_without_eligible_cases_are_none():
     rates = AaporRates.from_dispositions({"not_eligible": 4})
     assert rates.counts["NE"] == 4 and rates.rr1 is None and rates.coop1 is None
+
+
+def _selects_during(engine, run):
+    from sqlalchemy import event
+
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        result = run()
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    return [s for s in statements if s.lstrip().upper().startswith("SELECT")], result
+
+
+def test_one_quarter_reads_its_surveys_in_one_query(session, dataset, engine, create_department):
+    for n in range(5):  # more departments add no query
+        create_department(code=f"X{n}")
+    selects, figures = _selects_during(
+        engine, lambda: quarter_figures(session, "2026Q3", now=NOW, min_ratings_to_rank=3, previous={})
+    )
+    # The quarter's id range, its surveys with their ratings, categories and attempts, its cases, and
+    # the departments' names.
+    assert len(selects) == 4
+    assert sum("FROM surveys" in s for s in selects) == 2 and sum("FROM cases" in s for s in selects) == 1
+    assert {f.department_code for f in figures} == {"A-SWJ", "B-SCJ", "C-GAJ"}
+
+
+def test_quarter_id_bounds_are_the_first_and_last_survey_of_each_quarter(session, dataset):
+    from sqlalchemy import func, select
+
+    from models.metrics import quarter_id_bounds
+    from models.surveys import Survey
+
+    bounds = quarter_id_bounds(session, ["2026Q2", "2026Q3", "2025Q1"])
+    assert set(bounds) == {"2026Q2", "2026Q3"}  # a quarter without surveys has no range
+    for quarter, (low, high) in bounds.items():
+        of_quarter = (Survey.quarter == quarter, Survey.kind == "survey")
+        assert low == session.scalar(select(func.min(Survey.id)).where(*of_quarter))
+        assert high == session.scalar(select(func.max(Survey.id)).where(*of_quarter))
+    assert quarter_id_bounds(session, []) == {}
+
+
+def test_a_quarter_with_cases_but_no_surveys(session, dataset):
+    a, _, _ = dataset
+    session.add(
+        Case(
+            survey_id=_survey_without_case(session),
+            department_id=a.id, quarter="2026Q4", grade="dissatisfied", categories=[],
+            state=CaseState.OPEN, opened_at=NOW, due_at=NOW + timedelta(days=20),
+        )
+    )
+    session.flush()
+    [only] = quarter_figures(session, "2026Q4", now=NOW, min_ratings_to_rank=1)
+    assert (only.department_code, only.surveys, only.rated, only.cases.opened) == ("A-SWJ", 0, 0, 1)
+    assert only.satisfaction_rate is None and only.aapor.rr1 is None
+
+
+def _survey_without_case(session):
+    from sqlalchemy import select
+
+    from models.surveys import Survey
+
+    used = set(session.scalars(select(Case.survey_id)))
+    return session.scalars(select(Survey.id).where(Survey.id.not_in(used)).order_by(Survey.id)).first()
+
+
+def test_sqlite_connections_get_a_page_cache_and_a_memory_map(tmp_path):
+    from models.db import SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path}/cache.db")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -SQLITE_CACHE_KIB == -65536
+        assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == SQLITE_MMAP_BYTES
+    engine.dispose()
+
+
+def test_postgresql_sessions_hand_back_utc(engine, backend):
+    if backend != "postgresql":
+        pytest.skip("a PostgreSQL session setting")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
+        assert conn.exec_driver_sql("SELECT now()").scalar().tzinfo is UTC  # datetime.timezone.utc

@@ -1,25 +1,34 @@
 """Picking: scope, delay, max age, reproducible sampling, quotas, the contact cap, opt-outs, phone kinds."""
 
+import re
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scheduler_fixtures import add_campaign, add_item, add_survey, settings_with
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 
 from models.domain import Channel
 from models.optouts import OptOut
 from models.picks import PickSkip, SkipReason
 from models.surveys import Survey
 from scheduler.campaigns import campaign_summaries
+from scheduler.claims import claim_due
 from scheduler.picking import (
     Candidate,
     Pick,
+    QuarterOf,
+    _array_literal,
     apply_quotas,
     contact_channels,
+    new_tokens,
     pick,
+    recently_surveyed_phones,
     resolve_contact_cap,
 )
-from scheduler.policy import is_sampled
+from scheduler.policy import is_sampled, quarter_bounds, quarter_of
 
 SETTINGS = settings_with()
 
@@ -268,3 +277,101 @@ def test_apply_quotas_counts_existing_surveys(now):
     assert [p.candidate.item_id for p in kept] == [4, 3] and len(over) == 2
     kept, over = apply_quotas(picks, {(1, 1): None}, {})
     assert len(kept) == 4 and not over
+
+
+# What makes a sweep over ten thousand candidates fast, checked for correctness.
+
+
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=datetime(2024, 1, 1), max_value=datetime(2028, 12, 31), timezones=st.just(UTC)
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.sampled_from(["Asia/Shanghai", "America/New_York", "America/Santiago", "Australia/Lord_Howe"]),
+)
+def test_quarter_of_many_instants_agrees_with_quarter_of(instants, zone):
+    tz = ZoneInfo(zone)
+    quarter = QuarterOf(tz)  # one instance: later instants reuse (or replace) the cached bounds
+    assert [quarter(at) for at in instants] == [quarter_of(at, tz) for at in instants]
+
+
+def test_new_tokens_are_distinct_url_safe_and_32_characters():
+    tokens = new_tokens(2000)
+    assert len(set(tokens)) == 2000
+    assert all(len(t) == 32 and re.fullmatch(r"[A-Za-z0-9_-]{32}", t) for t in tokens)
+    assert new_tokens(0) == []
+
+
+def test_array_literal_quotes_only_what_needs_quoting():
+    assert _array_literal([1, 22, "+8613800000000", "2026Q4", "ab-c_D"]) == (
+        "{1,22,+8613800000000,2026Q4,ab-c_D}"
+    )
+    assert _array_literal(["a b", "x,y", 'q"', "b\\s", "NULL", "", "{}"]) == (
+        '{"a b","x,y","q\\"","b\\\\s","NULL","","{}"}'
+    )
+
+
+def test_array_literal_round_trips_through_postgresql(session, backend):
+    if backend != "postgresql":
+        pytest.skip("a PostgreSQL array literal")
+    values = ["1", "+8613800000000", "a b", "x,y", 'q"', "b\\s", "null", "", "{}", "中文"]
+    cast_back = text("SELECT CAST(:values AS VARCHAR[])")
+    assert session.scalar(cast_back, {"values": _array_literal(values)}) == values
+
+
+def test_contact_cap_asks_about_the_given_phones_only(session, now, create_department):
+    dept = create_department()
+    campaign = add_campaign(session, now, status="paused")
+    asked = add_item(session, dept, now - timedelta(days=2))
+    other = add_item(session, dept, now - timedelta(days=2))
+    for item in (asked, other):
+        add_survey(session, campaign, item, created_at=now - timedelta(days=3))
+    since = now - timedelta(days=30)
+    assert recently_surveyed_phones(session, since, [asked.phone_e164, "+8613911112222"]) == {
+        asked.phone_e164
+    }
+    assert recently_surveyed_phones(session, now - timedelta(days=1), [asked.phone_e164]) == set()
+    assert recently_surveyed_phones(session, since, []) == set()
+
+
+def test_surveys_are_counted_only_for_campaigns_with_a_quota(session, now, create_department, engine):
+    dept = create_department()
+    add_campaign(session, now)
+    add_item(session, dept, now - timedelta(days=1))
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        pick(session, SETTINGS, now)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert not [s for s in statements if "GROUP BY surveys.campaign_id" in s]
+
+
+def test_pick_and_claim_commit_without_waiting_for_the_flush_on_postgresql(session, now, create_department):
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL commit setting")
+    dept = create_department()
+    add_campaign(session, now)
+    add_item(session, dept, now - timedelta(days=1))
+    setting = text("SHOW synchronous_commit")
+    assert session.scalar(setting) == "on"
+    pick(session, SETTINGS, now)
+    assert session.scalar(setting) == "off"
+    session.execute(text("SET LOCAL synchronous_commit = on"))
+    assert claim_due(session, owner="t", now=now, lease=timedelta(minutes=5), limit=10)
+    assert session.scalar(setting) == "off"
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "America/Santiago"])
+def test_quarter_of_many_instants_at_the_quarter_boundaries(zone):
+    tz = ZoneInfo(zone)
+    quarter = QuarterOf(tz)
+    tick = timedelta(microseconds=1)
+    for label in ("2026Q1", "2026Q2", "2026Q3", "2026Q4", "2027Q1"):
+        start, _ = quarter_bounds(label, tz)
+        for at in (start - tick, start, start + tick, start - timedelta(hours=1)):
+            assert quarter(at) == quarter_of(at, tz)
