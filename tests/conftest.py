@@ -21,6 +21,9 @@ from models import migrate
 from models.db import make_engine
 from models.settings import Settings, load_settings
 
+# The suite-wide log scan: no log line of the code under test carries a full phone number.
+pytest_plugins = ["log_scan"]
+
 PG_URL = os.environ.get("RETURNVISIT_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 

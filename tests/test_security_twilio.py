@@ -207,8 +207,11 @@ def test_a_forged_request_on_any_webhook_stores_nothing(
     app, client, session, settings, signed_target, route, form, signature
 ):
     query, real = signed_target
+    # The citizen's number goes where Twilio puts numbers. (A forged CallSid holding one is logged
+    # as sent: ivr/webhooks.py logs the form's ids unchecked, reported.)
+    citizen = {k: real["From"] for k in ("From", "To", "Body")}
     form = {
-        k: real.get("From") if v == "CITIZEN" else real["CallSid"] if v == "SID" else v
+        k: citizen.get(k, v) if v == "CITIZEN" else real["CallSid"] if v == "SID" else v
         for k, v in form.items()
     }
     url = f"{settings.app.public_base_url}{route}?{urlencode(query)}"
@@ -227,3 +230,13 @@ def test_a_forged_request_on_any_webhook_stores_nothing(
     response = client.post(route, query_string=query, data=form, headers=headers)
     assert response.status_code == 403
     assert row_counts(session) == before
+
+
+@pytest.mark.allow_phone_numbers_in_logs  # the point of the test: the scan would flag it
+@pytest.mark.xfail(strict=True, reason="reported: ivr/webhooks.py _ids logs the form's ids unchecked")
+def test_a_forged_request_cannot_write_a_phone_number_into_the_log(client, caplog):
+    from log_scan import full_numbers, record_text
+
+    forged = {"CallSid": "+8613800138000", "MessageSid": "13800138000"}
+    assert client.post("/twilio/voice/status?survey=x", data=forged).status_code == 403
+    assert [full_numbers(record_text(r)) for r in caplog.records if full_numbers(record_text(r))] == []
