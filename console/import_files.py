@@ -10,7 +10,7 @@ import os
 import pickle
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
@@ -24,16 +24,17 @@ from tqdm import tqdm
 from models.base import utcnow
 from models.intake import (
     REQUIRED_FIELDS,
+    ROW_COLUMNS,
     Importer,
     ImportSummary,
     IntakeOptions,
     RejectedRow,
     ResultCallback,
     ValidRow,
-    bulk_import_settings,
     map_headers,
     validate_rows,
 )
+from models.items_bulk import bulk_import_settings
 
 Row = tuple[int, dict[str, Any]]
 FORMATS = ("csv", "xlsx", "jsonl")
@@ -242,7 +243,7 @@ def _batches_from_worker(*args: Any) -> Iterator[Iterator[Batch]]:
 def _validate_in_worker(queue: Any, *args: Any) -> None:
     try:
         for batch in validated_batches(*args):
-            queue.put(batch)
+            queue.put(_pack(batch))
     except BaseException as exc:  # every failure goes back to the writer
         try:
             pickle.dumps(exc)
@@ -270,7 +271,48 @@ def _receive(queue: Any, process: Any) -> Iterator[Batch]:
             return
         if isinstance(item, BaseException):
             raise item
-        yield item
+        yield _unpack(item)
+
+
+# Validated rows cross the pipe as plain tuples with repeated texts shared and the completion time
+# as integer microseconds: pickling a NamedTuple or a datetime per row costs more than validating it.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+assert ROW_COLUMNS[-1] == "completed_at"
+
+
+def _pack(batch: Batch) -> list[tuple[Any, ...]]:
+    shared: dict[str, str] = {}
+    share = shared.setdefault
+    packed: list[tuple[Any, ...]] = []
+    for outcome in batch:
+        if type(outcome) is RejectedRow:
+            packed.append(outcome)
+            continue
+        line, key, department, name, values = outcome
+        matter, channel = values[0], values[1]
+        packed.append(
+            (
+                line,
+                key,
+                share(department, department),
+                share(name, name),
+                share(matter, matter),
+                share(channel, channel) if channel else channel,
+                *values[2:-1],
+                (values[-1] - _EPOCH) // _MICROSECOND,
+            )
+        )
+    return packed
+
+
+def _unpack(packed: list[tuple[Any, ...]]) -> Batch:
+    return [
+        ValidRow(row[0], row[1], row[2], row[3], (*row[4:-1], _EPOCH + timedelta(microseconds=row[-1])))
+        if type(row) is tuple
+        else row
+        for row in packed
+    ]
 
 
 def _cpu_count() -> int:

@@ -9,21 +9,19 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Dialect, String, Table, any_, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.departments import Department
-from models.items import ServiceItem
+from models.items_bulk import VALUE_COLUMNS, existing_items, insert_items, update_items
 from models.phones import PhoneKind, normalize_phone
 
 FIELDS = (
@@ -159,19 +157,9 @@ def _parse_time_text(text: str) -> datetime:
     raise RowError("bad completed_at", f"completed_at {text!r} is not a date and time")
 
 
-# The stored columns an intake row sets, in this order in ValidRow.values; all of them are compared
-# to decide whether a re-imported row changed anything. The department comes from the database.
-ROW_COLUMNS = (
-    "matter",
-    "channel_handled",
-    "citizen_name",
-    "phone_raw",
-    "phone_e164",
-    "phone_kind",
-    "phone_extension",
-    "completed_at",
-)
-VALUE_COLUMNS = ("department_id", *ROW_COLUMNS)
+# What validation gives for a row, in this order in ValidRow.values; the department id comes from
+# the database when the row is written.
+ROW_COLUMNS = VALUE_COLUMNS[1:]
 
 
 class ValidRow(NamedTuple):
@@ -296,7 +284,7 @@ class Importer:
         departments = self._departments
         for outcome in outcomes:
             self.summary.read += 1
-            if type(outcome) is RejectedRow:
+            if isinstance(outcome, RejectedRow):
                 self._reject(outcome.line, outcome.external_id, outcome.kind, outcome.message)
                 continue
             line, key, department, department_name, values = outcome
@@ -321,7 +309,7 @@ class Importer:
 
     def _upsert(self, batch: dict[str, tuple[int, tuple[Any, ...]]], repeated: set[str]) -> None:
         connection = self.session.connection()
-        existing = _existing_items(connection, self.source, list(batch))
+        existing = existing_items(connection, self.source, list(batch))
         now = utcnow()
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[int, tuple[Any, ...]]] = []
@@ -337,9 +325,9 @@ class Importer:
             else:
                 statuses.append(RowStatus.UNCHANGED)
         if inserts:
-            _insert_items(connection, self.source, inserts, now)
+            insert_items(connection, self.source, inserts, now)
         if updates:
-            _update_items(connection, updates, now)
+            update_items(connection, updates, now)
         # Drop ORM objects (departments) so memory stays flat over any number of batches.
         self.session.expunge_all()
         summary = self.summary
@@ -351,146 +339,6 @@ class Importer:
         if self.on_result:
             for (key, (line, _values)), status in zip(batch.items(), statuses, strict=True):
                 self.on_result(line, key, status, None)
-
-
-_TABLE = cast(Table, ServiceItem.__table__)
-_IN_CHUNK = 1000  # keys per IN (...) look-up: well under every database's limit on bound parameters
-
-
-def _existing_items(
-    connection: Connection, source: str, keys: list[str]
-) -> dict[str, tuple[int, tuple[Any, ...]]]:
-    """Return {external_id: (id, VALUE_COLUMNS values)} of the keys already stored for source."""
-    columns = _TABLE.c
-    query = select(columns.external_id, columns.id, *(columns[name] for name in VALUE_COLUMNS))
-    if connection.dialect.name == "postgresql":
-        # One array parameter instead of a thousand: binding those costs more than the look-up.
-        chunks = [columns.external_id == any_(bindparam("keys", keys, type_=ARRAY(String)))]
-    else:
-        # Not a row-value IN: SQLite would scan the table instead of using the index.
-        chunks = [
-            columns.external_id.in_(keys[start : start + _IN_CHUNK])
-            for start in range(0, len(keys), _IN_CHUNK)
-        ]
-    found: dict[str, tuple[int, tuple[Any, ...]]] = {}
-    for condition in chunks:
-        for row in connection.execute(query.where(columns.source == source, condition)):
-            found[row[0]] = (row[1], tuple(row[2:]))
-    return found
-
-
-def _insert_items(connection: Connection, source: str, rows: list[tuple[Any, ...]], now: datetime) -> None:
-    """Insert new items, given as (external_id, *VALUE_COLUMNS) tuples, in bulk.
-
-    Values go through each column type's own bind processor (UTC datetimes included), so the
-    stored rows are exactly what an ORM insert would store, at a fraction of the per-row cost:
-    COPY on PostgreSQL with psycopg, one DB-API executemany elsewhere.
-    """
-    dialect = connection.dialect
-    processors = [
-        (index, process)
-        for index, name in enumerate(_ROW_INSERT_COLUMNS)
-        if (process := _bind_processor(dialect, name))
-    ]
-    head = (_bind_value(dialect, "source", source),)
-    stamp = _bind_value(dialect, "imported_at", now)
-    tail = (stamp, stamp)  # imported_at, updated_at
-    params: list[tuple[Any, ...]] = []
-    append = params.append
-    for row in rows:
-        if processors:
-            values = list(row)
-            for index, process in processors:
-                values[index] = process(values[index])
-            row = tuple(values)
-        append(head + row + tail)
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        _copy(connection, params)
-        return
-    compiled = insert(_TABLE).compile(dialect=dialect, column_keys=list(_INSERT_COLUMNS))
-    if not compiled.positional:
-        named = [dict(zip(_INSERT_COLUMNS, p, strict=True)) for p in params]
-        connection.exec_driver_sql(compiled.string, named)
-        return
-    if tuple(compiled.positiontup or ()) != _INSERT_COLUMNS:
-        order = [_INSERT_COLUMNS.index(name) for name in compiled.positiontup or ()]
-        params = [tuple(p[i] for i in order) for p in params]
-    connection.exec_driver_sql(compiled.string, params)
-
-
-# Columns of a new item in the table's own order (so compiled positional INSERTs need no reordering).
-_ROW_INSERT_COLUMNS = ("external_id", *VALUE_COLUMNS)
-_INSERT_COLUMNS = ("source", *_ROW_INSERT_COLUMNS, "imported_at", "updated_at")
-
-
-def _copy(connection: Connection, params: list[tuple[Any, ...]]) -> None:
-    preparer = connection.dialect.identifier_preparer
-    table = preparer.format_table(_TABLE)
-    names = ", ".join(preparer.quote(name) for name in _INSERT_COLUMNS)
-    # Binary COPY formats values in C, several times faster than text; it needs the exact types.
-    oids = dict(
-        connection.exec_driver_sql(
-            "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = %(table)s::regclass",
-            {"table": table},
-        ).all()
-    )
-    cursor = connection.connection.cursor()
-    try:
-        with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([oids[name] for name in _INSERT_COLUMNS])
-            write = copy.write_row
-            for row in params:
-                write(row)
-    finally:
-        cursor.close()
-
-
-def _bind_processor(dialect: Dialect, name: str) -> Callable[[Any], Any] | None:
-    return _TABLE.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-
-
-def _bind_value(dialect: Dialect, name: str, value: Any) -> Any:
-    process = _bind_processor(dialect, name)
-    return process(value) if process else value
-
-
-def _update_items(connection: Connection, rows: list[tuple[int, tuple[Any, ...]]], now: datetime) -> None:
-    """Write changed VALUE_COLUMNS of stored items (by id) and stamp them updated."""
-    statement = update(_TABLE).where(_TABLE.c.id == bindparam("item_id"))
-    connection.execute(
-        statement,
-        [
-            {"item_id": item_id, **dict(zip(VALUE_COLUMNS, values, strict=True)), "updated_at": now}
-            for item_id, values in rows
-        ],
-    )
-
-
-# A bulk import touches pages all over the table's indexes: with a small page cache SQLite would write
-# many of them to the WAL several times per transaction. Memory-mapped reads would save little here
-# (changed pages are copied to the cache anyway) but grow the importer's RSS with the database file.
-_SQLITE_IMPORT_PRAGMAS = {"cache_size": -64 * 1024, "mmap_size": 0}
-
-
-@contextmanager
-def bulk_import_settings(connection: Connection | None) -> Iterator[None]:
-    """Set a SQLite connection up for a bulk import (big page cache, no mmap), then restore it.
-
-    Works on the driver's connection, so it neither begins nor ends a transaction.
-    """
-    if connection is None or connection.dialect.name != "sqlite":
-        yield
-        return
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    previous = {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in _SQLITE_IMPORT_PRAGMAS}
-    try:
-        for name, value in _SQLITE_IMPORT_PRAGMAS.items():
-            driver.execute(f"PRAGMA {name} = {int(value)}")
-        yield
-    finally:
-        for name, value in previous.items():
-            driver.execute(f"PRAGMA {name} = {int(value)}")
 
 
 def map_headers(headers: Iterable[Any], columns: Mapping[str, list[str]]) -> dict[int, str]:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 import console.import_files as import_files
 import models.intake as intake
+import models.items_bulk as items_bulk
 from console.import_files import ImportFileError, ImportWorkerError, run_import
 from models.items import ServiceItem
 from models.settings import load_settings
@@ -203,13 +204,13 @@ def test_new_items_are_copied_in_on_postgresql_and_stored_as_the_orm_stores_them
     backend, monkeypatch, session, session_factory, intake_options, tmp_path, create_item
 ):
     copies = []
-    real_copy = intake._copy
+    real_copy = items_bulk._copy
 
     def spy(connection, params):
         copies.append(len(params))
         real_copy(connection, params)
 
-    monkeypatch.setattr(intake, "_copy", spy)
+    monkeypatch.setattr(items_bulk, "_copy", spy)
     path = write_csv(tmp_path / "items.csv", ROWS[:3])
     summary, _ = import_file(session_factory, intake_options, path, "copy")
 
