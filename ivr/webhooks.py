@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,8 @@ from ivr.twilio_adapter import is_valid_signature
 
 log = logging.getLogger("returnvisit.webhooks")
 TWIML = "application/xml"
+# Twilio's ids: two capital letters and 32 hex digits (CA… calls, SM… and MM… messages).
+_PROVIDER_ID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}", re.ASCII)
 
 
 def signed_url() -> str:
@@ -93,10 +96,15 @@ def _ids() -> dict[str, str]:
     form = request.form
     fields = {"survey": request.args.get("survey", "-")[:8]}
     if call_sid := form.get("CallSid"):
-        fields["call_sid"] = call_sid
+        fields["call_sid"] = _sid(call_sid)
     if message_sid := form.get("MessageSid"):
-        fields["message_sid"] = message_sid
+        fields["message_sid"] = _sid(message_sid)
     return fields
+
+
+def _sid(value: str) -> str:
+    # A forged request may put anything there (a phone number, a long text): only a real id is logged.
+    return value if _PROVIDER_ID.fullmatch(value) else "malformed"
 
 
 def _served(response: Response, started: float, *, log_line: bool = True) -> None:

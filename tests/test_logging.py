@@ -197,6 +197,15 @@ def test_each_webhook_logs_one_json_line_with_sid_survey_status_and_latency(
     assert "+8613912345678" not in buffer.getvalue() and "+8613800130001" not in buffer.getvalue()
 
 
+@pytest.mark.parametrize("sid", ["+8613800138000", "13800138000", "CA123", "CA" + "x" * 32, "CA" + "0" * 33])
+def test_a_forged_id_is_logged_as_malformed_not_as_sent(captured, twilio_post, sid):
+    buffer = captured("json", logging.INFO)
+    twilio_post("/twilio/voice/status?survey=x", {"CallSid": sid, "MessageSid": sid}, sign=None)
+    (refused,) = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert refused["call_sid"] == refused["message_sid"] == "malformed"
+    assert sid not in buffer.getvalue()
+
+
 def _phone_spellings(item: ServiceItem) -> set[str]:
     """Every way a citizen's full number could appear: E.164, national digits, as imported."""
     spellings = {item.phone_raw.strip()}

@@ -24,6 +24,7 @@ from models.settings import load_settings
 from models.surveys import Answer, Attempt, SurveyState
 
 BASE = "http://127.0.0.1:5000"
+SID = "CA" + "5e" * 16
 STORE_SERIES = [
     "returnvisit_store_up",
     "returnvisit_answers",
@@ -326,7 +327,7 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def _post(url: str) -> int:
-    request = urllib.request.Request(url, data=b"CallSid=CA1&CallStatus=ringing", method="POST")
+    request = urllib.request.Request(url, data=f"CallSid={SID}&CallStatus=ringing".encode(), method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
             return response.status
@@ -385,4 +386,4 @@ def test_gunicorn_workers_add_up_in_multiprocess_mode(tmp_path):
     # The workers logged JSON lines (stderr is not a terminal), one warning per forged request.
     lines = [line for line in (tmp_path / "stderr.log").read_text().splitlines() if line.startswith("{")]
     refused = [json.loads(line) for line in lines if "forged or unsigned" in line]
-    assert len(refused) == 10 and refused[0]["call_sid"] == "CA1" and refused[0]["survey"] == "x"
+    assert len(refused) == 10 and refused[0]["call_sid"] == SID and refused[0]["survey"] == "x"
