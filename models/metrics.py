@@ -78,6 +78,7 @@ CATEGORIES_INDEX = Index(
 # One quarter's cases by department.
 CASE_INDEX = Index("ix_cases_quarter_department", Case.quarter, Case.department_id)
 
+AGGREGATE_WORK_MEM = "32MB"  # PostgreSQL memory per sort or hash of these aggregates
 Z_95 = 1.959963984540054  # the standard normal quantile of a two-sided 95 % interval
 
 
@@ -263,8 +264,10 @@ def _survey_scope(quarter: str, department_ids: Iterable[int] | None) -> list[Co
 def _tune(session: Session) -> None:
     """Prepare a PostgreSQL transaction for these aggregates (SQLite's cache is set in models.db)."""
     if session.get_bind().dialect.name == "postgresql":
-        # JIT compilation costs more than these sub-second aggregates take to run.
+        # JIT compilation costs more than these sub-second aggregates take to run, and a quarter's
+        # groups sorted or hashed in 4 MB (the default) spill to disk.
         session.execute(text("SET LOCAL jit = off"))
+        session.execute(text(f"SET LOCAL work_mem = '{AGGREGATE_WORK_MEM}'"))
 
 
 def _may_have_rating() -> ColumnElement[bool]:

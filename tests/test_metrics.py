@@ -313,3 +313,13 @@ def test_postgresql_sessions_hand_back_utc(engine, backend):
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
         assert conn.exec_driver_sql("SELECT now()").scalar().tzinfo is UTC  # datetime.timezone.utc
+
+
+def test_postgresql_aggregates_get_memory_to_sort_and_hash_in(session, dataset, backend):
+    from sqlalchemy import text
+
+    if backend != "postgresql":
+        pytest.skip("a PostgreSQL transaction setting")
+    quarter_figures(session, "2026Q3", now=NOW, min_ratings_to_rank=3)
+    assert session.scalar(text("SHOW work_mem")) == "32MB"
+    assert session.scalar(text("SHOW jit")) == "off"
