@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 # The only views that answer without a login.
-LOGIN_EXEMPT = {"auth.login", "auth.language", "static"}
+# Health, readiness and metrics are for the service manager and Prometheus (metrics: allow-listed networks).
+LOGIN_EXEMPT = {
+    "auth.login",
+    "auth.language",
+    "static",
+    "health.healthz",
+    "health.readyz",
+    "store_metrics.metrics",
+}
 
 
 def _url(rule) -> str:
