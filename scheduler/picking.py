@@ -9,6 +9,7 @@ it has not decided yet.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ from sqlalchemy import ARRAY, String, Table, any_, bindparam, exists, func, sele
 from sqlalchemy import cast as cast_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from models.base import UTCDateTime
 from models.campaigns import Campaign, CampaignStatus
 from models.departments import Department
 from models.domain import Channel
@@ -338,55 +340,60 @@ def new_tokens(count: int) -> list[str]:
     return [encoded[32 * n : 32 * (n + 1)] for n in range(count)]
 
 
-# Surveys of a pick on PostgreSQL: one statement, the per-survey values as arrays, the rest bound once.
-_INSERT_SURVEYS = text(
-    """
-    INSERT INTO surveys (campaign_id, item_id, kind, token, department_id, quarter, language, state,
-                         channel, next_attempt_at, script_state, created_at, updated_at)
-    SELECT :campaign_id, p.item_id, :kind, p.token, p.department_id, p.quarter, :language, :state,
-           p.channel, :next_attempt_at, '{}', :now, :now
-    FROM unnest(CAST(:item_ids AS INTEGER[]), CAST(:tokens AS VARCHAR[]), CAST(:department_ids AS INTEGER[]),
-                CAST(:quarters AS VARCHAR[]), CAST(:channels AS VARCHAR[]))
-         AS p(item_id, token, department_id, quarter, channel)
-    """
-)
+# A pick's surveys in one statement: the values that differ per survey travel as PostgreSQL arrays or
+# one SQLite JSON array, the rest is bound once (binding ten thousand rows value by value cost more
+# than writing them).
+_ONCE = (bindparam("next_attempt_at", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
+_INSERT_SURVEYS = {
+    "postgresql": text(
+        """
+        INSERT INTO surveys (campaign_id, item_id, kind, token, department_id, quarter, language, state,
+                             channel, next_attempt_at, script_state, created_at, updated_at)
+        SELECT :campaign_id, p.item_id, :kind, p.token, p.department_id, p.quarter, :language, :state,
+               p.channel, :next_attempt_at, '{}', :now, :now
+        FROM unnest(CAST(:item_ids AS INTEGER[]), CAST(:tokens AS VARCHAR[]),
+                    CAST(:department_ids AS INTEGER[]), CAST(:quarters AS VARCHAR[]),
+                    CAST(:channels AS VARCHAR[])) WITH ORDINALITY
+             AS p(item_id, token, department_id, quarter, channel, n)
+        ORDER BY p.n
+        """
+    ).bindparams(*_ONCE),
+    "sqlite": text(
+        """
+        INSERT INTO surveys (campaign_id, item_id, kind, token, department_id, quarter, language, state,
+                             channel, next_attempt_at, script_state, created_at, updated_at)
+        SELECT :campaign_id, json_extract(p.value, '$[0]'), :kind, json_extract(p.value, '$[1]'),
+               json_extract(p.value, '$[2]'), json_extract(p.value, '$[3]'), :language, :state,
+               json_extract(p.value, '$[4]'), :next_attempt_at, '{}', :now, :now
+        FROM json_each(:picks) AS p
+        ORDER BY p.key
+        """
+    ).bindparams(*_ONCE),
+}
 
 
 def _insert_surveys(
     session: Session, kept: Sequence[Pick], rules_by_id: Mapping[int, CampaignRules], now: datetime
 ) -> None:
-    """Write the kept picks as scheduled surveys, in the order given (ids follow completion)."""
+    """Write the kept picks as scheduled surveys, each campaign's in the order given (completion)."""
+    dialect = session.get_bind().dialect.name
     tokens = iter(new_tokens(len(kept)))
-    if session.get_bind().dialect.name != "postgresql":
-        insert_rows(
-            session,
-            cast(Table, Survey.__table__),
-            [
-                {
-                    "campaign_id": p.campaign_id,
-                    "item_id": p.candidate.item_id,
-                    "kind": SurveyKind.SURVEY.value,
-                    "token": next(tokens),
-                    "department_id": p.candidate.department_id,
-                    "quarter": p.quarter,
-                    "language": rules_by_id[p.campaign_id].language,
-                    "state": SurveyState.SCHEDULED.value,
-                    "channel": p.channel.value,
-                    "next_attempt_at": p.next_attempt_at,
-                    "script_state": {},
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for p in kept
-            ],
-        )
-        return
     groups: dict[tuple[int, datetime], list[Pick]] = defaultdict(list)
     for p in kept:
         groups[(p.campaign_id, p.next_attempt_at)].append(p)
     for (campaign_id, next_attempt_at), picks in groups.items():
+        rows = [
+            (p.candidate.item_id, next(tokens), p.candidate.department_id, p.quarter, p.channel.value)
+            for p in picks
+        ]
+        if dialect == "postgresql":
+            columns = zip(*rows, strict=True)
+            names = ("item_ids", "tokens", "department_ids", "quarters", "channels")
+            per_survey = {name: _array_literal(column) for name, column in zip(names, columns, strict=True)}
+        else:
+            per_survey = {"picks": json.dumps(rows)}
         session.execute(
-            _INSERT_SURVEYS,
+            _INSERT_SURVEYS[dialect],
             {
                 "campaign_id": campaign_id,
                 "kind": SurveyKind.SURVEY.value,
@@ -394,11 +401,7 @@ def _insert_surveys(
                 "state": SurveyState.SCHEDULED.value,
                 "next_attempt_at": next_attempt_at,
                 "now": now,
-                "item_ids": _array_literal(p.candidate.item_id for p in picks),
-                "tokens": _array_literal(next(tokens) for _ in picks),
-                "department_ids": _array_literal(p.candidate.department_id for p in picks),
-                "quarters": _array_literal(p.quarter for p in picks),
-                "channels": _array_literal(p.channel.value for p in picks),
+                **per_survey,
             },
         )
 
