@@ -12,9 +12,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from multiprocessing.connection import Connection as Connection_
+from multiprocessing.process import BaseProcess
 from operator import itemgetter
 from pathlib import Path
-from queue import Empty
 from typing import IO, Any
 
 from sqlalchemy import Connection, Engine
@@ -157,8 +158,6 @@ FILE_BATCH_ROWS = 10_000
 # Files at least this big are read and validated in a worker process while this one writes; for
 # smaller ones starting the worker (a fresh interpreter) would cost more than it saves.
 WORKER_MIN_BYTES = 8 * 1024 * 1024
-# Validated batches waiting for the writer: bounds the memory a fast reader can take.
-_QUEUED_BATCHES = 2
 
 Batch = list[ValidRow | RejectedRow]
 
@@ -213,8 +212,8 @@ def validated_batches(
 ) -> Iterator[Batch]:
     """Read the file and yield its rows validated, batch_size at a time."""
     rows = read_rows(path, columns, fmt)
-    while batch := list(islice(rows, batch_size)):
-        yield validate_rows(batch, options, now)
+    while batch := validate_rows(islice(rows, batch_size), options, now):
+        yield batch
 
 
 @contextmanager
@@ -226,47 +225,46 @@ def _batches_here(*args: Any) -> Iterator[Iterator[Batch]]:
 def _batches_from_worker(*args: Any) -> Iterator[Iterator[Batch]]:
     # spawn, not fork: the parent may be a threaded web server holding database connections.
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue(maxsize=_QUEUED_BATCHES)
+    # A plain pipe, no queue thread: the reader blocks on sending its next batch until this process
+    # takes it, so one batch is validated ahead of the one being written and memory stays bounded.
+    receiving, sending = context.Pipe(duplex=False)
     process = context.Process(
-        target=_validate_in_worker, args=(queue, *args), name="returnvisit-import-reader", daemon=True
+        target=_validate_in_worker, args=(sending, *args), name="returnvisit-import-reader", daemon=True
     )
     process.start()
+    sending.close()  # the reader holds the only sending end: its exit ends the pipe
     try:
-        yield _receive(queue, process)
+        yield _receive(receiving, process)
     finally:
         if process.is_alive():
             process.terminate()  # the writer stopped early (an error): the rest is not wanted
         process.join()
-        queue.close()
+        receiving.close()
 
 
-def _validate_in_worker(queue: Any, *args: Any) -> None:
+def _validate_in_worker(sending: Connection_, *args: Any) -> None:
     try:
         for batch in validated_batches(*args):
-            queue.put(_pack(batch))
+            sending.send(_pack(batch))
     except BaseException as exc:  # every failure goes back to the writer
         try:
             pickle.dumps(exc)
         except Exception:
             exc = ImportWorkerError(f"{type(exc).__name__}: {exc}")
-        queue.put(exc)
+        sending.send(exc)
         return
-    queue.put(None)
+    sending.send(None)
 
 
-def _receive(queue: Any, process: Any) -> Iterator[Batch]:
+def _receive(receiving: Connection_, process: BaseProcess) -> Iterator[Batch]:
     while True:
         try:
-            item = queue.get(timeout=1.0)
-        except Empty:
-            if process.is_alive():
-                continue
-            try:  # it may have finished between the timeout and the check
-                item = queue.get(timeout=1.0)
-            except Empty:
-                raise ImportWorkerError(
-                    f"the reader process stopped unexpectedly (exit code {process.exitcode})"
-                ) from None
+            item = receiving.recv()
+        except EOFError:
+            process.join()
+            raise ImportWorkerError(
+                f"the reader process stopped unexpectedly (exit code {process.exitcode})"
+            ) from None
         if item is None:
             return
         if isinstance(item, BaseException):

@@ -6,6 +6,8 @@ Each must import and report exactly what the plain path does.
 from __future__ import annotations
 
 import csv
+import multiprocessing
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -156,23 +158,15 @@ def test_reader_process_passes_a_file_error_on(session, session_factory, intake_
     assert stored(session, "broken") == []
 
 
-class _SilentQueue:
-    def get(self, timeout=None):
-        from queue import Empty
-
-        raise Empty
-
-
-class _DeadProcess:
-    exitcode = -9
-
-    def is_alive(self):
-        return False
-
-
-def test_a_reader_process_that_dies_is_an_error_not_a_hang():
-    with pytest.raises(ImportWorkerError, match="exit code -9"):
-        next(import_files._receive(_SilentQueue(), _DeadProcess()))
+def test_a_reader_process_that_is_killed_is_an_error_not_a_hang(intake_options, tmp_path):
+    stuck = tmp_path / "stuck.csv"
+    os.mkfifo(stuck)  # opening it blocks the reader until it is killed
+    args = (stuck, COLUMNS, None, intake_options, NOW, 10)
+    with import_files._batches_from_worker(*args) as batches:
+        [reader] = [p for p in multiprocessing.active_children() if p.name == "returnvisit-import-reader"]
+        reader.kill()
+        with pytest.raises(ImportWorkerError, match="exit code -9"):
+            next(batches)
 
 
 def test_big_files_on_several_cores_use_the_reader_process(
@@ -241,7 +235,7 @@ def _pragmas(connection):
     return {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in ("cache_size", "mmap_size")}
 
 
-IMPORT_PRAGMAS = {"cache_size": -65536, "mmap_size": 0}
+IMPORT_PRAGMAS = {"cache_size": -32768, "mmap_size": 0}
 
 
 def test_sqlite_imports_with_a_large_page_cache_and_no_mmap_then_restores_both(
