@@ -88,12 +88,12 @@ class QuarterOf:
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
         self.label = ""
-        self.start = self.end = datetime.min.replace(tzinfo=tz)
+        self.bounds: tuple[datetime, datetime] | None = None
 
     def __call__(self, instant: datetime) -> str:
-        if not self.start <= instant < self.end:
+        if self.bounds is None or not self.bounds[0] <= instant < self.bounds[1]:
             self.label = quarter_of(instant, self.tz)
-            self.start, self.end = quarter_bounds(self.label, self.tz)
+            self.bounds = quarter_bounds(self.label, self.tz)
         return self.label
 
 
@@ -445,7 +445,7 @@ def pick(session: Session, settings: Settings, now: datetime) -> PickReport:
         opted = opted_out_channels(session, (c.phone_e164 for c in candidates if c.phone_e164))
         decider = Decider(rules, _opening(rules, now))
         for candidate in candidates:
-            decision = decider.decide(candidate, opted.get(candidate.phone_e164, ()) if opted else ())
+            decision = decider.decide(candidate, opted.get(candidate.phone_e164 or "", ()) if opted else ())
             if isinstance(decision, Pick):
                 survivors.append(decision)
             else:
