@@ -238,10 +238,24 @@ def _replay_sms(record: SmsRecord, script: Script, ledger: Ledger) -> Replayed:
     return token, answers
 
 
-def rss_mb() -> float:
-    """Return this process's resident set size now, in MB (Linux)."""
-    match = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text())
-    return int(match.group(1)) / 1024 if match else float("nan")
+@dataclass(frozen=True)
+class MemorySample:
+    """This process's memory after one tick, in MB."""
+
+    rss: float  # all resident pages
+    anon: float  # the process's own: Python's heap, SQLite's page cache (bounded), drivers
+    file: float  # file-backed: code, and the SQLite database as SQLite maps it (mmap_size)
+
+
+def memory_sample() -> MemorySample:
+    """Return this process's resident memory now (Linux /proc)."""
+    status = Path("/proc/self/status").read_text()
+
+    def field_mb(name: str) -> float:
+        match = re.search(rf"{name}:\s+(\d+) kB", status)
+        return int(match.group(1)) / 1024 if match else float("nan")
+
+    return MemorySample(field_mb("VmRSS"), field_mb("RssAnon"), field_mb("RssFile"))
 
 
 @dataclass(frozen=True)
