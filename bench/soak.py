@@ -380,6 +380,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.surveys < 1 or args.batch < 1:
         parser.error("--surveys and --batch must be at least 1")
+    if args.skip_pg and args.skip_sqlite:
+        parser.error("--skip-pg with --skip-sqlite leaves no database to soak")
 
     held = True
     with tempfile.TemporaryDirectory(prefix="rv_soak_") as tmp:
