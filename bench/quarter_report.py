@@ -42,7 +42,11 @@ from models.metrics import trend  # noqa: E402
 from models.quarter_ops import close_quarter, live_figures  # noqa: E402
 from models.settings import load_settings  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import report  # noqa: E402
+
 TARGETS = {"sqlite": (1.0, 3.0), "postgresql": (0.5, 1.5)}
+NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 BARE_QUIET = {"sqlite": 1.2, "postgresql": 0.3}  # the bare GROUP BY on a quiet machine, s
 QUARTERS = ["2025Q1", "2025Q2", "2025Q3", "2025Q4", "2026Q1", "2026Q2", "2026Q3", "2026Q4"]
 DISPOSITIONS = [  # (disposition, weight, rated)
@@ -371,6 +375,14 @@ def main() -> int:
             print(
                 f"{label:<12} {best / bare:5.2f} x the bare GROUP BY of this run"
                 f" (the target allows {target / quiet:.2f} x the issue's {quiet} s)"
+            )
+            report(
+                f"{NAMES[dialect]}: {label}",
+                best,
+                "s",
+                target=f"< {target}",
+                ok=best < target,
+                note=f"{best / bare:.2f} x the bare GROUP BY ({bare:.2f} s), {target / quiet:.2f} x allowed",
             )
         print("load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
         rated = sum(f.rated for f in figures)
