@@ -47,7 +47,9 @@ def post_service_items() -> tuple[Response, int]:
     settings = web.settings()
     if len(payload) > settings.intake.max_batch:
         return _problem(400, f"too many items: {len(payload)} > intake.max_batch {settings.intake.max_batch}")
-    source = (request.args.get("source") or "api").strip()[:64] or "api"
+    # PostgreSQL text cannot hold a NUL (nor has a source name any use for unprintable characters).
+    raw_source = request.args.get("source") or "api"
+    source = "".join(ch for ch in raw_source if ch.isprintable()).strip()[:64] or "api"
 
     results: list[dict[str, Any]] = [{} for _ in payload]
 

@@ -24,6 +24,7 @@ from ivr.twilio_adapter import (
 from ivr.urls import recording_status_url, voice_gather_url
 from ivr.webhooks import no_content, twilio_webhook, twiml_response, unavailable
 from models.base import utcnow
+from models.cases_ops import open_case_for
 from models.domain import Channel, Disposition
 from models.settings import Settings
 from models.survey_ops import (
@@ -280,6 +281,8 @@ def recording_status() -> Response:
         record_answer(
             session, survey, "comment", url, channel=VOICE, now=now, recording_duration=duration or 0
         )
+        # The Record action never ran the script (the caller hung up first): the case learns it here.
+        open_case_for(session, survey, web.settings(), now)
     else:
         comment.recording_url = url
         comment.recording_duration = duration if duration is not None else comment.recording_duration

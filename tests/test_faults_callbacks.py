@@ -174,19 +174,9 @@ def play_voice(twilio_post, survey, attempt, order: list[str], recording: str) -
 # Scenarios where the call ended before its last action ran the script: the survey's conversation
 # state (its working memory, not a stored answer) legitimately stops one step short.
 ENDED_BEFORE_LAST_ACTION = {"completed-before-last-action"}
-# ivr/voice.py recording_status stores the comment answer but does not hand it to the bad review's
-# case (open_case_for), so the case keeps no comment when the Record action came too late.
-CASE_MISSES_LATE_COMMENT = pytest.mark.xfail(
-    strict=True, reason="recording callback does not fill the case comment (ivr/voice.py, reported)"
-)
-
-
 @pytest.mark.parametrize(
     "scenario",
-    [
-        pytest.param(name, marks=CASE_MISSES_LATE_COMMENT) if name in ENDED_BEFORE_LAST_ACTION else name
-        for name in VOICE_SCENARIOS
-    ],
+    list(VOICE_SCENARIOS),
 )
 def test_voice_callbacks_duplicated_or_out_of_order_store_what_the_in_order_call_stores(
     session, twilio_post, create_survey, create_campaign, scenario

@@ -170,9 +170,7 @@ def test_an_item_repeated_in_one_batch_still_gets_its_own_result(client):
     assert results[0]["status"] in {"new", "error"} and results[1]["status"] == "new"
 
 
-def test_a_nul_in_the_source_is_not_a_server_error(client, backend, request):
-    if backend == "postgresql":  # reported: ivr/intake_api.py keeps the NUL, PostgreSQL refuses it
-        request.applymarker(pytest.mark.xfail(strict=True, reason="reported: ivr/intake_api.py source"))
+def test_a_nul_in_the_source_is_not_a_server_error(client):
     item = {
         "external_id": "N1",
         "department": "SWJ",
