@@ -134,6 +134,10 @@ def parse_completed_at(value: Any, tz: ZoneInfo) -> datetime:
         parsed = datetime(value.year, value.month, value.day)
     else:
         parsed = _parse_time_text(_text(value))
+    return _in_utc(parsed, tz)
+
+
+def _in_utc(parsed: datetime, tz: ZoneInfo) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
     try:
@@ -203,7 +207,10 @@ def validate_row(line: int, raw: Mapping[str, Any], options: IntakeOptions, now:
     phone = normalize_phone(phone_raw, region=options.region, area_code=options.area_code)
     if phone.e164 is None or phone.kind is PhoneKind.INVALID:
         raise RowError("no usable phone", f"phone {phone_raw!r}: {phone.reason}")
-    completed_at = parse_completed_at(completed_text or completed_raw, options.tz)
+    if completed_text:  # text, the common case: skip parse_completed_at's type checks
+        completed_at = _in_utc(_parse_time_text(completed_text), options.tz)
+    else:
+        completed_at = parse_completed_at(completed_raw, options.tz)
     if completed_at > now + _FUTURE_SLACK:
         raise RowError("bad completed_at", f"completed_at {completed_at:%Y-%m-%d} is in the future")
     return ValidRow(

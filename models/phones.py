@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import NamedTuple
 
 import phonenumbers
 from phonenumbers import (
@@ -32,9 +33,8 @@ class PhoneKind(StrEnum):
     INVALID = "invalid"  # never dialled; NormalizedPhone.reason says why
 
 
-@dataclass(frozen=True)
-class NormalizedPhone:
-    """The outcome of normalising one raw phone field."""
+class NormalizedPhone(NamedTuple):
+    """The outcome of normalising one raw phone field (a tuple: cheap to make a million of)."""
 
     raw: str  # the field as given ("" for None)
     e164: str | None  # "+8613812345678", or None when invalid
