@@ -232,19 +232,21 @@ def test_new_items_are_copied_in_on_postgresql_and_stored_as_the_orm_stores_them
 
 def _pragmas(connection):
     driver = connection.connection.driver_connection
-    return {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in ("cache_size", "mmap_size")}
+    names = ("cache_size", "wal_autocheckpoint", "mmap_size")
+    return {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
 
 
-IMPORT_PRAGMAS = {"cache_size": -32768, "mmap_size": 0}
+IMPORT_PRAGMAS = {"cache_size": -32768, "wal_autocheckpoint": 25000, "mmap_size": 0}
 
 
-def test_sqlite_imports_with_a_large_page_cache_and_no_mmap_then_restores_both(
+def test_sqlite_imports_with_its_own_pragmas_then_restores_the_connections(
     backend, connection, session_factory, intake_options, tmp_path
 ):
     if backend != "sqlite":
         pytest.skip("SQLite connection settings")
     driver = connection.connection.driver_connection
     driver.execute("PRAGMA cache_size = -2000")
+    driver.execute("PRAGMA wal_autocheckpoint = 1000")
     driver.execute("PRAGMA mmap_size = 1048576")
     before = _pragmas(connection)
     during = []
@@ -259,7 +261,11 @@ def test_sqlite_imports_with_a_large_page_cache_and_no_mmap_then_restores_both(
     )
 
     assert during == [IMPORT_PRAGMAS] * 3
-    assert _pragmas(connection) == before == {"cache_size": -2000, "mmap_size": 1048576}
+    assert (
+        _pragmas(connection)
+        == before
+        == {"cache_size": -2000, "wal_autocheckpoint": 1000, "mmap_size": 1048576}
+    )
 
 
 def test_an_import_through_an_engine_commits_every_batch_and_leaves_its_connection_as_it_was(
