@@ -36,7 +36,8 @@ FIELDS = (
 )
 REQUIRED_FIELDS = ("external_id", "department", "matter", "phone", "completed_at")
 _FUTURE_SLACK = timedelta(days=1)  # clocks of source systems drift; a day later is an error
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and halves of UTF-16 pairs (JSON may escape one alone; no database stores it).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _DATE_FORMATS = (
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%d %H:%M",
@@ -303,8 +304,12 @@ class Importer:
                     self._reject(line, key, exc.kind, str(exc))
                     continue
             if key in batch:
-                # The same item twice in one batch: the later row wins, the earlier counts as read.
+                # The same item twice in one batch: the later row wins; the earlier one still gets its
+                # result (the API answers one per item).
                 repeated.add(key)
+                if self.on_result:
+                    message = f"external_id {key!r} repeated later in the batch: the later row is kept"
+                    self.on_result(batch[key][0], key, RowStatus.ERROR, message)
             batch[key] = (line, (department_id, *values))
         if batch:
             self._upsert(batch, repeated)
