@@ -21,15 +21,9 @@ if TYPE_CHECKING:
 
 
 def _at(text: str | None, ctx: Context) -> datetime:
-    if not text:
-        return utcnow()
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"{text!r} is not an ISO time", param_hint="--at") from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ctx.settings.app.tz)
-    return value.astimezone(UTC)
+    from console.cli_scheduler import parse_at
+
+    return parse_at(text, ctx.settings)
 
 
 def _ago(seconds: float) -> str:

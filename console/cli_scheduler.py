@@ -183,7 +183,7 @@ def scheduler_plan(ctx: Context, at_text: str | None) -> None:
     from scheduler.picking import pick
 
     settings = ctx.settings
-    at = _parse_at(at_text, settings)
+    at = parse_at(at_text, settings)
     with ctx.sessions() as session:
         try:
             report = pick(session, settings, at)
@@ -193,7 +193,8 @@ def scheduler_plan(ctx: Context, at_text: str | None) -> None:
             session.rollback()
 
 
-def _parse_at(text: str | None, settings: Settings) -> datetime:
+def parse_at(text: str | None, settings: Settings) -> datetime:
+    """Return the --at option's time in UTC (naive times are in the site's zone), or now."""
     if not text:
         return utcnow()
     try:
