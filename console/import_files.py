@@ -183,6 +183,8 @@ def run_import(
 
     `worker` reads and validates the file in a second process while this one writes (None: for
     big files on a machine with more than one core). Both ways import and report the same rows.
+    The second process is spawned, so a script that calls this must keep its own top-level code
+    under `if __name__ == "__main__":` (the CLI and the web apps do).
     """
     now = utcnow()
     if worker is None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -139,12 +140,35 @@ def parse_completed_at(value: Any, tz: ZoneInfo) -> datetime:
 
 
 def _in_utc(parsed: datetime, tz: ZoneInfo) -> datetime:
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=tz)
     try:
+        if parsed.tzinfo is None:
+            local_epoch = _local_epoch(tz, parsed.year, parsed.month, parsed.day)
+            if local_epoch is not None:  # one offset all that day: plain arithmetic will do
+                return _UTC_EPOCH + (parsed - local_epoch)
+            parsed = parsed.replace(tzinfo=tz)
         return parsed.astimezone(UTC)
     except OverflowError:  # the first or last day datetime can hold, shifted past its range
         raise RowError("bad completed_at", f"completed_at {parsed.isoformat()} is out of range") from None
+
+
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=4096)
+def _local_epoch(tz: ZoneInfo, year: int, month: int, day: int) -> datetime | None:
+    """Return 1970-01-01 plus tz's UTC offset on a local date if no transition falls on it, else None.
+
+    Converting through the zone costs more than the rest of a row's date handling (attaching a
+    tzinfo alone does); a file's completion times fall on a few hundred dates, each checked once.
+    """
+    start = datetime(year, month, day, tzinfo=tz)
+    moments = [start + timedelta(hours=hour) for hour in range(24)]
+    offsets = {moment.utcoffset() for moment in (*moments, start.replace(hour=23, minute=59, second=59))}
+    if len(offsets) != 1:
+        return None
+    offset = offsets.pop()
+    assert offset is not None
+    return datetime(1970, 1, 1) + offset
 
 
 def _parse_time_text(text: str) -> datetime:
@@ -186,6 +210,10 @@ class RejectedRow(NamedTuple):
     message: str
 
 
+# A StrEnum's .value is a Python-level property: a dict is cheaper a million times over.
+_KIND_TEXT = {kind: kind.value for kind in PhoneKind}
+
+
 def validate_row(line: int, raw: Mapping[str, Any], options: IntakeOptions, now: datetime) -> ValidRow:
     """Check one row's fields and normalise them; raise RowError naming the problem."""
     if "__error__" in raw:
@@ -225,7 +253,7 @@ def validate_row(line: int, raw: Mapping[str, Any], options: IntakeOptions, now:
             _text(get("citizen_name"))[:100] or None,
             phone_raw,
             phone.e164,
-            phone.kind.value,
+            _KIND_TEXT[phone.kind],
             phone.extension,
             completed_at,
         ),

@@ -3,8 +3,11 @@
 import csv
 import json
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from console.import_files import ImportFileError, detect_encoding, read_rows, run_import
@@ -246,3 +249,28 @@ def test_completion_time_out_of_range_is_a_bad_row_not_a_crash(session, intake_o
     importer.import_batch([(1, row)])
     assert results[0][2] == RowStatus.ERROR and "out of range" in results[0][3]
     assert importer.summary.skipped["bad completed_at"] == 1
+
+
+ZONES = [
+    "Asia/Shanghai",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/St_Johns",  # offsets in half hours
+    "Australia/Lord_Howe",  # a 30-minute daylight saving shift
+    "Asia/Kathmandu",
+    "UTC",
+]
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(
+    st.datetimes(min_value=datetime(1890, 1, 1), max_value=datetime(2100, 12, 31)),
+    st.sampled_from(ZONES),
+)
+@example(datetime(2026, 3, 29, 2, 30), "Europe/Berlin")  # in the spring-forward gap
+@example(datetime(2026, 10, 25, 2, 30), "Europe/Berlin")  # in the autumn fold
+@example(datetime(2026, 10, 4, 2, 15), "Australia/Lord_Howe")
+def test_naive_times_convert_exactly_as_the_zone_does(naive, zone):
+    tz = ZoneInfo(zone)
+    assert parse_completed_at(naive, tz) == naive.replace(tzinfo=tz).astimezone(UTC)
+    assert parse_completed_at(naive.isoformat(" "), tz) == naive.replace(tzinfo=tz).astimezone(UTC)
