@@ -133,7 +133,7 @@ def test_reader_process_imports_and_reports_exactly_what_one_process_does(
         "repeated external_id (later row kept)": 1,
     }
     errors = [line for line, _key, status, _reason in results if status == "error"]
-    assert errors == [5, 7, 9, 11, 12]
+    assert errors == [5, 7, 9, 11, 12, 13]  # 13: A007, repeated at 14 in the same batch
     assert stored(session, "there") == stored(session, "here")
     matters = {row[0]: row[2] for row in stored(session, "here")}
     assert matters["A001"] == "契税申报(更正)" and matters["A007"] == "竣工验收"
