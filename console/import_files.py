@@ -155,8 +155,9 @@ def read_rows(path: Path, columns: Mapping[str, list[str]], fmt: str | None = No
 # Rows per transaction of a file import. Big transactions keep SQLite from rewriting the same index
 # pages to its WAL again and again, and save PostgreSQL a commit per thousand rows.
 FILE_BATCH_ROWS = 10_000
-# Files at least this big are read and validated in a worker process while this one writes; for
-# smaller ones starting the worker (a fresh interpreter) would cost more than it saves.
+# Files at least this big are read and validated in a worker process while this one writes, when a
+# core is idle for it; for smaller ones starting the worker (a fresh interpreter) costs more than it
+# saves. Handing rows over costs CPU too, so on a busy machine one process imports faster.
 WORKER_MIN_BYTES = 8 * 1024 * 1024
 
 Batch = list[ValidRow | RejectedRow]
@@ -182,13 +183,13 @@ def run_import(
     """Import a file in batches, committing after each; return the summary.
 
     `worker` reads and validates the file in a second process while this one writes (None: for
-    big files on a machine with more than one core). Both ways import and report the same rows.
+    big files when a core is idle). Both ways import and report the same rows.
     The second process is spawned, so a script that calls this must keep its own top-level code
     under `if __name__ == "__main__":` (the CLI and the web apps do).
     """
     now = utcnow()
     if worker is None:
-        worker = _cpu_count() > 1 and path.stat().st_size >= WORKER_MIN_BYTES
+        worker = path.stat().st_size >= WORKER_MIN_BYTES and _idle_cores() >= 1
     reading = _batches_from_worker if worker else _batches_here
     with (
         reading(path, columns, fmt, options, now, batch_size) as batches,
@@ -315,11 +316,16 @@ def _unpack(packed: list[tuple[Any, ...]]) -> Batch:
     ]
 
 
-def _cpu_count() -> int:
+def _idle_cores() -> float:
+    """Cores this process may use minus the one-minute load average (runnable processes)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        return cores - os.getloadavg()[0]
+    except OSError:  # no load average here: assume the cores are free
+        return cores
 
 
 @contextmanager
