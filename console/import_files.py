@@ -9,6 +9,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -160,6 +161,9 @@ FILE_BATCH_ROWS = 10_000
 # core is idle for it; for smaller ones starting the worker (a fresh interpreter) costs more than it
 # saves. Handing rows over costs CPU too, so on a busy machine one process imports faster.
 WORKER_MIN_BYTES = 8 * 1024 * 1024
+# Measured with this process idle: it will take one core, the reader another, and both run a
+# third slower while other work shares those cores.
+WORKER_IDLE_CORES = 1.5
 
 Batch = list[ValidRow | RejectedRow]
 
@@ -190,7 +194,7 @@ def run_import(
     """
     now = utcnow()
     if worker is None:
-        worker = path.stat().st_size >= WORKER_MIN_BYTES and _idle_cores() >= 1
+        worker = path.stat().st_size >= WORKER_MIN_BYTES and _idle_cores() >= WORKER_IDLE_CORES
     reading = _batches_from_worker if worker else _batches_here
     with (
         reading(path, columns, fmt, options, now, batch_size) as batches,
@@ -336,16 +340,30 @@ def _long_lived_objects_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _idle_cores() -> float:
-    """Cores this process may use minus the one-minute load average (runnable processes)."""
+def _idle_cores(interval: float = 0.25) -> float:
+    """How many cores sat idle just now (sampled from /proc/stat; else cores minus the load average)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     try:
-        return cores - os.getloadavg()[0]
-    except OSError:  # no load average here: assume the cores are free
-        return cores
+        idle_before, total_before = _cpu_ticks()
+        time.sleep(interval)
+        idle_after, total_after = _cpu_ticks()
+    except OSError:  # no /proc here
+        try:
+            return cores - os.getloadavg()[0]
+        except OSError:
+            return cores
+    total = total_after - total_before
+    return cores * (idle_after - idle_before) / total if total else cores
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(idle, all) CPU time since boot, summed over every core, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        ticks = [int(value) for value in fh.readline().split()[1:9]]
+    return ticks[3] + ticks[4], sum(ticks)  # idle + iowait; guest time is part of user already
 
 
 @contextmanager
