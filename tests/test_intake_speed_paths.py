@@ -182,7 +182,7 @@ def test_big_files_use_the_reader_process_when_a_core_is_idle(
         return real(*args)
 
     monkeypatch.setattr(import_files, "_batches_from_worker", spy)
-    monkeypatch.setattr(import_files, "_idle_cores", lambda: 1.2)
+    monkeypatch.setattr(import_files, "_idle_cores", lambda: 1.8)
     import_file(session_factory, intake_options, path, "small")
     assert used == []
 
