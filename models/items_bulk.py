@@ -51,7 +51,7 @@ def existing_items(
 ) -> dict[str, tuple[int, tuple[Any, ...]]]:
     """Return {external_id: (id, VALUE_COLUMNS values)} of the keys already stored for source."""
     if connection.dialect.name == "postgresql":
-        query, size = _EXISTING_PG, max(len(keys), 1)
+        query, size = _EXISTING_PG, len(keys)
     else:
         query, size = _EXISTING_IN, _IN_CHUNK
     found: dict[str, tuple[int, tuple[Any, ...]]] = {}
