@@ -7,6 +7,8 @@ stored rows are exactly what an ORM insert would store.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -16,6 +18,8 @@ from sqlalchemy import Connection, Dialect, String, Table, any_, bindparam, inse
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from models.items import ServiceItem
+
+log = logging.getLogger(__name__)
 
 # The stored columns an intake row sets; all of them are compared to decide whether a re-imported
 # row changed anything.
@@ -51,7 +55,7 @@ def existing_items(
 ) -> dict[str, tuple[int, tuple[Any, ...]]]:
     """Return {external_id: (id, VALUE_COLUMNS values)} of the keys already stored for source."""
     if connection.dialect.name == "postgresql":
-        query, size = _EXISTING_PG, len(keys)
+        query, size = _EXISTING_PG, max(len(keys), 1)
     else:
         query, size = _EXISTING_IN, _IN_CHUNK
     found: dict[str, tuple[int, tuple[Any, ...]]] = {}
@@ -175,9 +179,12 @@ def bulk_import_settings(connection: Connection | None) -> Iterator[None]:
             driver.execute(f"PRAGMA {name} = {int(value)}")
         yield
     finally:
-        for name, value in previous.items():
-            driver.execute(f"PRAGMA {name} = {int(value)}")
-        if not driver.in_transaction:
-            # What the import left in the WAL, now rather than in some later request's commit; a
-            # passive checkpoint never waits for readers.
-            driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        try:
+            for name, value in previous.items():
+                driver.execute(f"PRAGMA {name} = {int(value)}")
+            if not driver.in_transaction:
+                # What the import left in the WAL, now rather than in some later request's commit;
+                # a passive checkpoint never waits for readers.
+                driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # the connection broke (the import's error says why)
+            log.warning("could not restore the import connection's settings: %s", exc)

@@ -6,6 +6,7 @@ Each must import and report exactly what the plain path does.
 from __future__ import annotations
 
 import csv
+import gc
 import multiprocessing
 import os
 from datetime import UTC, datetime
@@ -181,7 +182,7 @@ def test_big_files_use_the_reader_process_when_a_core_is_idle(
         return real(*args)
 
     monkeypatch.setattr(import_files, "_batches_from_worker", spy)
-    monkeypatch.setattr(import_files, "_idle_cores", lambda: 1.2)
+    monkeypatch.setattr(import_files, "_idle_cores", lambda: 1.8)
     import_file(session_factory, intake_options, path, "small")
     assert used == []
 
@@ -294,3 +295,33 @@ def test_an_import_through_an_engine_commits_every_batch_and_leaves_its_connecti
     with make_sessionmaker(other)() as session:
         assert len(stored(session, "e")) == 5
     other.dispose()
+
+
+def test_an_import_sets_the_objects_it_found_aside_from_the_collector_and_back(
+    session_factory, intake_options, tmp_path
+):
+    assert gc.get_freeze_count() == 0
+    frozen = []
+    path = write_csv(tmp_path / "items.csv", ROWS[:3])
+    run_import(
+        session_factory,
+        path,
+        options=intake_options,
+        columns=COLUMNS,
+        source="gc",
+        on_result=lambda *_result: frozen.append(gc.get_freeze_count()),
+    )
+
+    assert len(frozen) == 3 and min(frozen) > 1000
+    assert gc.get_freeze_count() == 0
+
+
+def test_an_import_leaves_objects_someone_else_froze_frozen(session_factory, intake_options, tmp_path):
+    path = write_csv(tmp_path / "items.csv", ROWS[:3])
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        run_import(session_factory, path, options=intake_options, columns=COLUMNS, source="gc")
+        assert gc.get_freeze_count() > before // 2  # not unfrozen (a few may have been freed)
+    finally:
+        gc.unfreeze()
