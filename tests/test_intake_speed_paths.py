@@ -6,11 +6,14 @@ Each must import and report exactly what the plain path does.
 from __future__ import annotations
 
 import csv
+import gc
 import multiprocessing
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 import console.import_files as import_files
@@ -181,7 +184,7 @@ def test_big_files_use_the_reader_process_when_a_core_is_idle(
         return real(*args)
 
     monkeypatch.setattr(import_files, "_batches_from_worker", spy)
-    monkeypatch.setattr(import_files, "_idle_cores", lambda: 1.2)
+    monkeypatch.setattr(import_files, "_idle_cores", lambda: 1.8)
     import_file(session_factory, intake_options, path, "small")
     assert used == []
 
@@ -294,3 +297,62 @@ def test_an_import_through_an_engine_commits_every_batch_and_leaves_its_connecti
     with make_sessionmaker(other)() as session:
         assert len(stored(session, "e")) == 5
     other.dispose()
+
+
+def test_an_import_sets_the_objects_it_found_aside_from_the_collector_and_back(
+    session_factory, intake_options, tmp_path
+):
+    assert gc.get_freeze_count() == 0
+    frozen = []
+    path = write_csv(tmp_path / "items.csv", ROWS[:3])
+    run_import(
+        session_factory,
+        path,
+        options=intake_options,
+        columns=COLUMNS,
+        source="gc",
+        on_result=lambda *_result: frozen.append(gc.get_freeze_count()),
+    )
+
+    assert len(frozen) == 3 and min(frozen) > 1000
+    assert gc.get_freeze_count() == 0
+
+
+def test_an_import_leaves_objects_someone_else_froze_frozen(session_factory, intake_options, tmp_path):
+    path = write_csv(tmp_path / "items.csv", ROWS[:3])
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        run_import(session_factory, path, options=intake_options, columns=COLUMNS, source="gc")
+        assert gc.get_freeze_count() > before // 2  # not unfrozen (a few may have been freed)
+    finally:
+        gc.unfreeze()
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5, minutes=-30))]),
+)
+def test_sqlite_text_of_a_completion_time_is_sqlalchemys(naive, tz):
+    from sqlalchemy.dialects import sqlite
+
+    dialect = sqlite.dialect()
+    fast = dict(items_bulk._row_processors(dialect))[len(items_bulk._ROW_INSERT_COLUMNS) - 1]
+    value = naive.replace(tzinfo=tz)
+
+    assert fast(value) == items_bulk._bind_processor(dialect, "completed_at")(value)
+
+
+def test_a_reimport_of_thousands_of_rows_finds_each_one(session, session_factory, intake_options, tmp_path):
+    # More keys than one look-up takes (1,000), and a last look-up that is not full.
+    rows = [
+        [f"K{n:05d}", "SWJ", "税务局", "契税申报", "窗口", "", f"1381234{n:04d}", "2026-09-15 10:23:00"]
+        for n in range(2_345)
+    ]
+    first, _ = import_file(session_factory, intake_options, write_csv(tmp_path / "a.csv", rows), "many")
+    rows[7][3] = rows[2_100][3] = "契税申报（补正）"
+    second, _ = import_file(session_factory, intake_options, write_csv(tmp_path / "b.csv", rows), "many")
+
+    assert first["new"] == 2_345
+    assert (second["new"], second["updated"], second["unchanged"]) == (0, 2, 2_343)
