@@ -46,6 +46,7 @@ from ivr.twilio_adapter import map_message_status, render_message
 from ivr.webhooks import no_content, twilio_webhook, twiml_response, unavailable
 from models.base import utcnow
 from models.domain import Channel, Disposition
+from models.driver_sql import DriverStatement
 from models.messages import Direction, Message
 from models.optouts import OptOut, OptOutChannel, OptOutSource
 from models.phones import normalize_phone
@@ -70,8 +71,21 @@ REPLY_SUFFIX = "/reply"
 # Message rows are written with Core inserts: two a request, no unit-of-work needed.
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _REPLY_BODY = select(MESSAGES.c.body).where(MESSAGES.c.provider_id == bindparam("sid"))
-_OUTBOUND = insert(MESSAGES)
-_INBOUND_ONCE = insert_once(MESSAGES, ["provider_id"])
+_MESSAGE_COLUMNS = [
+    "direction",
+    "provider_id",
+    "survey_id",
+    "from_e164",
+    "to_e164",
+    "body",
+    "status",
+    "late",
+    "created_at",
+]
+_OUTBOUND = DriverStatement(
+    insert(MESSAGES).values({name: bindparam(name, type_=MESSAGES.c[name].type) for name in _MESSAGE_COLUMNS})
+)
+_INBOUND_ONCE = insert_once(MESSAGES, ["provider_id"], _MESSAGE_COLUMNS)
 
 ENDED = {
     "zh-CN": "本次回访已经结束，感谢您的回复。",
@@ -211,7 +225,7 @@ def inbound() -> Response:
             "body": "\n".join(texts),
             "status": AttemptStatus.QUEUED.value,
         }
-        session.connection().execute(_OUTBOUND, outbound)
+        _OUTBOUND.rows(session.connection(), outbound)
     if survey is not None:
         save_survey(session, survey)
     session.commit()
@@ -232,7 +246,7 @@ def _insert_once(session: Session, values: Mapping[str, object]) -> bool:
     """Store the inbound text unless its MessageSid is stored already; return whether it was."""
     dialect = session.get_bind().dialect.name
     once = _INBOUND_ONCE["postgresql" if dialect == "postgresql" else "sqlite"]
-    return session.connection().execute(once, values).scalar() is not None
+    return bool(once.rows(session.connection(), values))
 
 
 def _replay(session: Session, sid: str | None) -> Response:

@@ -18,6 +18,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Dialect, String, Table, any_, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from models.driver_sql import DriverStatement
 from models.items import ServiceItem
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,11 @@ _EXISTING_PG = _EXISTING.where(
 # once and run on the driver: expanding and binding a thousand parameters through SQLAlchemy costs
 # several times the look-up. Not a row-value IN: SQLite would scan the table instead of the index.
 _KEY_NAMES = [f"key{index}" for index in range(_IN_CHUNK)]
-_EXISTING_IN = _EXISTING.where(
-    _COLUMNS.source == bindparam("source"),
-    _COLUMNS.external_id.in_([bindparam(name) for name in _KEY_NAMES]),
+_EXISTING_IN_DRIVER = DriverStatement(
+    _EXISTING.where(
+        _COLUMNS.source == bindparam("source"),
+        _COLUMNS.external_id.in_([bindparam(name) for name in _KEY_NAMES]),
+    )
 )
 
 
@@ -62,37 +65,17 @@ def existing_items(
     found: dict[str, tuple[int, tuple[Any, ...]]] = {}
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        for row in connection.execute(_EXISTING_PG, {"source": source, "keys": keys}):
-            found[row[0]] = (row[1], tuple(row[2:]))
+        for stored in connection.execute(_EXISTING_PG, {"source": source, "keys": keys}):
+            found[stored[0]] = (stored[1], tuple(stored[2:]))
         return found
-    sql, order, processors = _existing_in(dialect)
-    cursor = connection.connection.cursor()
-    try:
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[start : start + _IN_CHUNK]
-            named = dict(zip(_KEY_NAMES, chunk + chunk[-1:] * (_IN_CHUNK - len(chunk)), strict=True))
-            named["source"] = source
-            cursor.execute(sql, [named[name] for name in order] if order else named)
-            for row in cursor.fetchall():
-                values = tuple(
-                    process(value) if process else value
-                    for process, value in zip(processors, row[2:], strict=True)
-                )
-                found[row[0]] = (row[1], values)
-    finally:
-        cursor.close()
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start : start + _IN_CHUNK]
+        padded = chunk + chunk[-1:] * (_IN_CHUNK - len(chunk))
+        named: dict[str, Any] = dict(zip(_KEY_NAMES, padded, strict=True))
+        named["source"] = source
+        for row in _EXISTING_IN_DRIVER.rows(connection, named):
+            found[row[0]] = (row[1], row[2:])
     return found
-
-
-@lru_cache(maxsize=8)
-def _existing_in(dialect: Dialect) -> tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]:
-    """The look-up's SQL for this dialect, its parameters' order (if positional), result processors."""
-    compiled = _EXISTING_IN.compile(dialect=dialect)
-    order = tuple(compiled.positiontup or ()) if compiled.positional else ()
-    processors = tuple(
-        _COLUMNS[name].type.dialect_impl(dialect).result_processor(dialect, None) for name in VALUE_COLUMNS
-    )
-    return compiled.string, order, processors
 
 
 def insert_items(connection: Connection, source: str, rows: list[tuple[Any, ...]], now: datetime) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Select, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from models.domain import Channel
+from models.driver_sql import DriverStatement
 from models.survey_ops import ITEM_PHONE, RECORD_COLUMNS, RECORD_FROM, SURVEYS, SurveyRecord
 from models.surveys import Attempt, SurveyState
 
@@ -50,19 +51,21 @@ def _routes_statement(state: ColumnElement[bool], for_update: bool) -> Select[An
     return stmt.with_for_update(of=SURVEYS) if for_update else stmt
 
 
-# Built once: compiled once per process.
-_OPEN = _routes_statement(SURVEYS.c.state != SurveyState.DONE.value, for_update=False)
-_OPEN_LOCKED = _routes_statement(SURVEYS.c.state != SurveyState.DONE.value, for_update=True)
-_CLOSED = _routes_statement(SURVEYS.c.state == SurveyState.DONE.value, for_update=False)
-_DELIVERED_BY_REPLY = (
-    update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id")).values(status=bindparam("status"))
+# Built once, compiled once per process, run on the driver (models/driver_sql.py).
+_OPEN = DriverStatement(_routes_statement(SURVEYS.c.state != SurveyState.DONE.value, for_update=False))
+_OPEN_LOCKED = DriverStatement(_routes_statement(SURVEYS.c.state != SurveyState.DONE.value, for_update=True))
+_CLOSED = DriverStatement(_routes_statement(SURVEYS.c.state == SurveyState.DONE.value, for_update=False))
+_DELIVERED_BY_REPLY = DriverStatement(
+    update(ATTEMPTS)
+    .where(ATTEMPTS.c.id == bindparam("attempt_id"))
+    .values(status=bindparam("status", type_=ATTEMPTS.c.status.type))
 )
 
 
-def _routes(session: Session, citizen: str, stmt: Select[Any]) -> list[Route]:
+def _routes(session: Session, citizen: str, stmt: DriverStatement) -> list[Route]:
     """Return each survey of the number texted at least once with its latest SMS attempt, newest first."""
     latest: dict[int, Route] = {}
-    for row in session.connection().execute(stmt, {"citizen": citizen}).mappings():
+    for row in stmt.mappings(session.connection(), {"citizen": citizen}):
         if row["attempt_channel"] == _SMS and row["id"] not in latest:
             latest[row["id"]] = Route(
                 SurveyRecord(row), row["attempt_id"], row["attempt_status"], row["attempt_from_number"]
@@ -95,4 +98,4 @@ def closed_sms_survey(session: Session, citizen: str, our_number: str) -> Survey
 
 def set_attempt_status(session: Session, attempt_id: int, status: str) -> None:
     """Set the status of the attempt a route names (a reply proves its text was delivered)."""
-    session.connection().execute(_DELIVERED_BY_REPLY, {"attempt_id": attempt_id, "status": status})
+    _DELIVERED_BY_REPLY.rows(session.connection(), {"attempt_id": attempt_id, "status": status})

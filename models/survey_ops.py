@@ -7,17 +7,19 @@ once, before it answers.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import RowMapping, Table, Update, bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
 
 from models.campaigns import Campaign
 from models.departments import Department
+from models.driver_sql import DriverStatement
 from models.items import ServiceItem
 from models.optouts import OptOut, OptOutChannel, OptOutSource
 from models.surveys import Answer, Attempt, Survey, SurveyState
@@ -70,24 +72,45 @@ RECORD_FROM = (
     .join(_CAMPAIGNS, _CAMPAIGNS.c.id == SURVEYS.c.campaign_id)
 )
 ITEM_PHONE = _ITEMS.c.phone_e164
-_RECORD_SELECT = select(*RECORD_COLUMNS).select_from(RECORD_FROM).where(SURVEYS.c.token == bindparam("token"))
-# Serialises concurrent webhooks of one call (a repeated Gather arriving twice at once).
-_RECORD_SELECT_LOCKED = _RECORD_SELECT.with_for_update(of=SURVEYS)
+_RECORD_QUERY = select(*RECORD_COLUMNS).select_from(RECORD_FROM).where(SURVEYS.c.token == bindparam("token"))
+# The hot webhooks' statements run on the driver (models/driver_sql.py). The locked one serialises
+# concurrent webhooks of one call (a repeated Gather arriving twice at once).
+_RECORD_SELECT = DriverStatement(_RECORD_QUERY)
+_RECORD_SELECT_LOCKED = DriverStatement(_RECORD_QUERY.with_for_update(of=SURVEYS))
 
 
-def insert_once(table: Table, unique: list[str]) -> dict[str, Any]:
-    """Return, per dialect name, an INSERT that does nothing when the `unique` columns are taken.
+def insert_once(table: Table, unique: list[str], columns: list[str]) -> dict[str, DriverStatement]:
+    """Return, per dialect name, an INSERT of `columns` that does nothing when `unique` is taken.
 
     It returns the new row's id: RETURNING rather than rowcount, which psycopg reports as -1 here.
     """
+    values = {name: bindparam(name, type_=table.c[name].type) for name in columns}
     return {
-        name: dialect_insert(table).on_conflict_do_nothing(index_elements=unique).returning(table.c.id)
+        name: DriverStatement(
+            dialect_insert(table)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=unique)
+            .returning(table.c.id)
+        )
         for name, dialect_insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
     }
 
 
 # A Core statement (no unit of work, no autoflush): the unique (survey, question) constraint decides.
-_ANSWER_ONCE = insert_once(ANSWERS, ["survey_id", "question"])
+_ANSWER_ONCE = insert_once(
+    ANSWERS,
+    ["survey_id", "question"],
+    [
+        "survey_id",
+        "question",
+        "value",
+        "channel",
+        "received_at",
+        "late",
+        "recording_url",
+        "recording_duration",
+    ],
+)
 
 
 class SurveyRecord:
@@ -100,7 +123,7 @@ class SurveyRecord:
     assigned. Columns that were not read cannot be read.
     """
 
-    def __init__(self, row: RowMapping) -> None:
+    def __init__(self, row: Mapping[str, Any]) -> None:
         values = {name: row[name] for name in _READ}
         values["script_state"] = dict(values["script_state"] or {})
         values["item"] = SimpleNamespace(
@@ -132,7 +155,7 @@ def load_survey(session: Session, token: str | None, *, for_update: bool = False
     if not _plausible_token(token):
         return None
     stmt = _RECORD_SELECT_LOCKED if for_update else _RECORD_SELECT
-    row = session.connection().execute(stmt, {"token": token}).mappings().first()
+    row = stmt.first(session.connection(), {"token": token})
     return None if row is None else SurveyRecord(row)
 
 
@@ -141,17 +164,17 @@ def save_survey(session: Session, record: SurveyRecord) -> None:
     assigned = record.assigned
     if assigned:
         stmt = _update_statement(tuple(sorted(assigned)))
-        session.connection().execute(stmt, {"record_id": record.id, **assigned})
+        stmt.rows(session.connection(), {"record_id": record.id, **assigned})
         assigned.clear()
 
 
 @functools.lru_cache(maxsize=64)
-def _update_statement(columns: tuple[str, ...]) -> Update:
+def _update_statement(columns: tuple[str, ...]) -> DriverStatement:
     # One statement per set of columns (a handful), built and compiled once.
-    return (
+    return DriverStatement(
         update(SURVEYS)
         .where(SURVEYS.c.id == bindparam("record_id"))
-        .values({name: bindparam(name) for name in columns})
+        .values({name: bindparam(name, type_=SURVEYS.c[name].type) for name in columns})
     )
 
 
@@ -215,7 +238,7 @@ def record_answer(
         session.flush()  # a survey added in this session must exist before its answer refers to it
     dialect = session.get_bind().dialect.name
     stmt = _ANSWER_ONCE["postgresql" if dialect == "postgresql" else "sqlite"]
-    return session.connection().execute(stmt, values).first() is not None
+    return bool(stmt.rows(session.connection(), values))
 
 
 def answers_of(session: Session, survey: Survey) -> dict[str, Answer]:

@@ -1,0 +1,131 @@
+"""Prebuilt Core statements run on the driver's cursor: for the few statements of the hottest paths.
+
+SQLAlchemy's execution of a Core statement (execution context, parameter and result handling) costs
+several times what the driver spends on a short indexed statement; the busiest webhooks run three
+or four such statements a request (issues 3 and 4). A `DriverStatement` is compiled by SQLAlchemy
+once per dialect, so its SQL and every column type's conversion (dates as SQLite text, JSON, UTC
+times) are SQLAlchemy's own; it then runs on the DB-API cursor of the caller's connection, inside
+the caller's transaction. A driver error is raised as SQLAlchemy's (`sqlalchemy.exc.DBAPIError`),
+and a lost connection is invalidated, as SQLAlchemy's own execution would.
+
+Only statements whose parameters are all named bindparams (no expanding IN, no literal binds).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Connection, Dialect, exc
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    order: tuple[str, ...] | None  # parameter names in order, for a positional paramstyle
+    binds: tuple[tuple[str, Processor], ...]  # (name, bind processor) of the binds that have one
+    defaults: tuple[tuple[str, Any], ...]  # values the statement itself binds (x != 'done')
+    required: frozenset[str]  # the parameters a caller must give
+    columns: tuple[str, ...]  # the names of the result columns
+    results: tuple[Processor | None, ...]  # their result processors
+    any_result: bool
+
+
+class DriverStatement:
+    """A Core statement compiled once per dialect and run on the driver's cursor."""
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._compile = functools.lru_cache(maxsize=4)(self._compile_for)
+
+    def _compile_for(self, dialect: Dialect) -> _Compiled:
+        compiled = cast(SQLCompiler, self.statement.compile(dialect=dialect))
+        binds, defaults = [], []
+        for name, bind in compiled.binds.items():
+            if bind.expanding or bind.literal_execute or bind.callable is not None:
+                raise ValueError(f"DriverStatement: parameter {name!r} is expanding, literal or computed")
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                binds.append((name, process))
+            if not bind.required:
+                defaults.append((name, bind.value))
+        columns = tuple(getattr(self.statement, "exported_columns", ()))
+        return _Compiled(
+            sql=compiled.string,
+            order=tuple(compiled.positiontup or ()) if compiled.positional else None,
+            binds=tuple(binds),
+            defaults=tuple(defaults),
+            required=frozenset(compiled.binds) - {name for name, _ in defaults},
+            columns=tuple(column.key for column in columns),
+            results=tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+            ),
+            any_result=bool(columns),
+        )
+
+    def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run the statement with `params`; return its rows (none for a statement without results)."""
+        compiled = self._compile(connection.dialect)
+        if not compiled.required <= params.keys():
+            missing = ", ".join(sorted(compiled.required - params.keys()))
+            raise exc.ArgumentError(f"DriverStatement: no value for parameter(s) {missing}")
+        values = dict(compiled.defaults)
+        values.update(params)
+        for name, process in compiled.binds:
+            values[name] = process(values[name])
+        args: Sequence[Any] | Mapping[str, Any] = (
+            values if compiled.order is None else [values[name] for name in compiled.order]
+        )
+        raw = connection.connection
+        cursor = raw.cursor()
+        try:
+            cursor.execute(compiled.sql, args)
+            fetched = cursor.fetchall() if compiled.any_result else []
+        except connection.dialect.loaded_dbapi.Error as error:
+            _raise_as_sqlalchemy(connection, error, compiled.sql, args, cursor)
+        finally:
+            cursor.close()
+        if not any(compiled.results):
+            return [tuple(row) for row in fetched]
+        return [
+            tuple(
+                process(value) if process else value
+                for process, value in zip(compiled.results, row, strict=True)
+            )
+            for row in fetched
+        ]
+
+    def first(self, connection: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Return the first row as {column name: value}, or None."""
+        rows = self.rows(connection, params)
+        if not rows:
+            return None
+        return dict(zip(self._compile(connection.dialect).columns, rows[0], strict=True))
+
+    def mappings(self, connection: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Return every row as {column name: value}."""
+        rows = self.rows(connection, params)
+        columns = self._compile(connection.dialect).columns
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def _raise_as_sqlalchemy(connection: Connection, error: Any, sql: str, args: Any, cursor: Any) -> None:
+    dialect = connection.dialect
+    lost = dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+    wrapped = exc.DBAPIError.instance(
+        sql,
+        args,
+        error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )
+    if lost:
+        connection.invalidate(wrapped)
+    raise wrapped from error

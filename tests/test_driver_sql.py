@@ -1,0 +1,164 @@
+"""DriverStatement (models/driver_sql.py): the same rows, types and errors as SQLAlchemy's execution."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import bindparam, create_engine, select, text, update
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+
+from models.db import make_engine
+from models.driver_sql import DriverStatement
+from models.survey_ops import ANSWERS, RECORD_COLUMNS, RECORD_FROM, SURVEYS, insert_once
+from models.surveys import SurveyState
+
+_RECORD = select(*RECORD_COLUMNS).select_from(RECORD_FROM).where(SURVEYS.c.token == bindparam("token"))
+
+
+def test_a_joined_read_gives_what_sqlalchemy_gives_value_for_value_and_type(session, create_survey):
+    survey, _ = create_survey(script_state={"engine": {"seq": 3, "grade": "good"}, "channel": "voice"})
+    session.flush()
+    connection = session.connection()
+
+    expected = connection.execute(_RECORD, {"token": survey.token}).mappings().one()
+    got = DriverStatement(_RECORD).first(connection, {"token": survey.token})
+
+    assert got == dict(expected)
+    assert list(got) == list(expected.keys())  # labels included, in order
+    for name, value in got.items():
+        assert type(value) is type(expected[name]), name
+    assert got["script_state"] == {"engine": {"seq": 3, "grade": "good"}, "channel": "voice"}
+    assert got["item_completed_at"].tzinfo is not None  # UTC times come back aware, as from the ORM
+
+
+def test_no_row_is_none_and_an_empty_list(session):
+    statement = DriverStatement(_RECORD)
+    assert statement.first(session.connection(), {"token": "no-such-token"}) is None
+    assert statement.mappings(session.connection(), {"token": "no-such-token"}) == []
+
+
+def test_values_the_statement_binds_itself_are_sent(session, create_survey):
+    survey, _ = create_survey()
+    session.flush()
+    open_ones = DriverStatement(
+        select(SURVEYS.c.id).where(
+            SURVEYS.c.token == bindparam("token"), SURVEYS.c.state != SurveyState.DONE.value
+        )
+    )
+    assert open_ones.rows(session.connection(), {"token": survey.token}) == [(survey.id,)]
+    survey.state = SurveyState.DONE
+    session.flush()
+    assert open_ones.rows(session.connection(), {"token": survey.token}) == []
+
+
+def test_writes_go_through_each_column_types_conversion(session, create_survey):
+    survey, _ = create_survey()
+    session.flush()
+    at = datetime(2026, 3, 31, 15, 30, 1, 250, tzinfo=UTC)
+    change = DriverStatement(
+        update(SURVEYS)
+        .where(SURVEYS.c.id == bindparam("record_id"))
+        .values(
+            script_state=bindparam("script_state", type_=SURVEYS.c.script_state.type),
+            finished_at=bindparam("finished_at", type_=SURVEYS.c.finished_at.type),
+        )
+    )
+    assert (
+        change.rows(
+            session.connection(),
+            {"record_id": survey.id, "script_state": {"a": [1, "二"]}, "finished_at": at},
+        )
+        == []
+    )
+
+    row = (
+        session.connection()
+        .execute(select(SURVEYS.c.script_state, SURVEYS.c.finished_at).where(SURVEYS.c.id == survey.id))
+        .one()
+    )
+    assert row.script_state == {"a": [1, "二"]}
+    assert row.finished_at == at
+
+
+def test_insert_once_returns_the_new_id_then_nothing(session, create_survey, now):
+    survey, _ = create_survey()
+    session.flush()
+    dialect = session.connection().dialect.name
+    once = insert_once(
+        ANSWERS,
+        ["survey_id", "question"],
+        ["survey_id", "question", "value", "channel", "received_at", "late"],
+    )["postgresql" if dialect == "postgresql" else "sqlite"]
+    values = {
+        "survey_id": survey.id,
+        "question": "rating",
+        "value": "good",
+        "channel": "voice",
+        "received_at": now,
+        "late": False,
+    }
+
+    first = once.rows(session.connection(), values)
+    again = once.rows(session.connection(), {**values, "value": "bad"})
+
+    assert len(first) == 1 and isinstance(first[0][0], int)
+    assert again == []
+    stored = (
+        session.connection().execute(select(ANSWERS.c.value).where(ANSWERS.c.survey_id == survey.id)).all()
+    )
+    assert stored == [("good",)]
+
+
+def test_a_missing_parameter_is_named(session):
+    with pytest.raises(ArgumentError, match="token"):
+        DriverStatement(_RECORD).rows(session.connection(), {})
+
+
+def test_expanding_parameters_are_refused(session):
+    statement = DriverStatement(
+        select(SURVEYS.c.id).where(SURVEYS.c.id.in_(bindparam("ids", expanding=True)))
+    )
+    with pytest.raises(ValueError, match="ids"):
+        statement.rows(session.connection(), {"ids": [1]})
+
+
+def test_a_driver_error_is_sqlalchemys_error(session, create_survey):
+    survey, _ = create_survey()
+    session.flush()
+    duplicate_token = DriverStatement(
+        update(SURVEYS)
+        .where(SURVEYS.c.id == bindparam("record_id"))
+        .values(token=bindparam("token", type_=SURVEYS.c.token.type))
+    )
+    other, _ = create_survey()
+    session.flush()
+    with pytest.raises(IntegrityError) as raised:
+        duplicate_token.rows(session.connection(), {"record_id": other.id, "token": survey.token})
+    assert "UPDATE surveys" in str(raised.value)
+    assert not raised.value.connection_invalidated
+
+
+def test_a_lost_connection_is_invalidated_and_the_next_one_works(backend, fresh_db_url):
+    if backend != "postgresql":
+        pytest.skip("a server-side disconnect needs a PostgreSQL server")
+    from models import migrate
+
+    engine = make_engine(fresh_db_url)
+    migrate.upgrade(engine)
+    admin = create_engine(fresh_db_url, isolation_level="AUTOCOMMIT")
+    statement = DriverStatement(select(SURVEYS.c.id).where(SURVEYS.c.token == bindparam("token")))
+    try:
+        with engine.connect() as connection:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with admin.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            with pytest.raises(DBAPIError) as raised:
+                statement.rows(connection, {"token": "x"})
+            assert raised.value.connection_invalidated
+            assert connection.invalidated
+        with engine.connect() as connection:  # a fresh connection from the pool
+            assert statement.rows(connection, {"token": "x"}) == []
+    finally:
+        admin.dispose()
+        engine.dispose()
