@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 # Per SQLite connection: a page cache of up to 64 MiB (it grows only as pages are read), and the
@@ -35,6 +36,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing the driver for SQLite users
+
 # How long a statement waits for a lock SQLite holds briefly (its own busy handler), and how long a
 # transaction waits for the write lock and how often it looks again meanwhile.
 BUSY_TIMEOUT_MS = 10_000
@@ -50,6 +53,30 @@ def _postgresql_utc(dbapi_connection: Any, _record: Any) -> None:
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SET TIME ZONE 'UTC'")
     dbapi_connection.commit()
+
+
+def _postgresql_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled connection the server has closed; a round trip only when it may have.
+
+    An idle connection receives nothing unless the server ends it (a restart, an administrator, an
+    idle timeout: each sends an error and closes the socket) or sends a notice. So the socket is
+    polled, which costs no round trip: when it has something to read the connection is pinged, and
+    a dead one is refused (the pool then opens a new one). SQLAlchemy's pool_pre_ping would ping on
+    every checkout, one round trip more for every webhook.
+    """
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise DisconnectionError("the connection is closed")
+    try:
+        poller = select.poll()
+        poller.register(dbapi_connection.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+        if not poller.poll(0):
+            return  # nothing arrived: the server has not closed it
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        if dbapi_connection.info.transaction_status != _PG_IDLE:
+            dbapi_connection.rollback()
+    except Exception as exc:  # noqa: BLE001 - any failure here means the connection is unusable
+        raise DisconnectionError(f"the connection was lost: {exc}") from exc
 
 
 def _sqlite_begin(connection: Any) -> None:
@@ -87,9 +114,10 @@ def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     engine = create_engine(url, echo=echo, **kwargs)
     event.listen(engine, "connect", _postgresql_utc)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkout", _postgresql_alive)
     return engine
 
 
