@@ -225,7 +225,7 @@ def inbound() -> Response:
             "body": "\n".join(texts),
             "status": AttemptStatus.QUEUED.value,
         }
-        _OUTBOUND.rows(session.connection(), outbound)
+        _OUTBOUND.rows(session, outbound)
     if survey is not None:
         save_survey(session, survey)
     session.commit()
@@ -246,7 +246,7 @@ def _insert_once(session: Session, values: Mapping[str, object]) -> bool:
     """Store the inbound text unless its MessageSid is stored already; return whether it was."""
     dialect = session.get_bind().dialect.name
     once = _INBOUND_ONCE["postgresql" if dialect == "postgresql" else "sqlite"]
-    return bool(once.rows(session.connection(), values))
+    return bool(once.rows(session, values))
 
 
 def _replay(session: Session, sid: str | None) -> Response:

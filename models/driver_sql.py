@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect, exc
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -69,8 +70,9 @@ class DriverStatement:
             any_result=bool(columns),
         )
 
-    def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Run the statement with `params`; return its rows (none for a statement without results)."""
+    def rows(self, source: Session | Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run the statement with `params` on a session's connection (or a connection); return its rows."""
+        connection = connection_of(source)
         compiled = self._compile(connection.dialect)
         if not compiled.required <= params.keys():
             missing = ", ".join(sorted(compiled.required - params.keys()))
@@ -101,18 +103,41 @@ class DriverStatement:
             for row in fetched
         ]
 
-    def first(self, connection: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    def first(self, source: Session | Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """Return the first row as {column name: value}, or None."""
+        connection = connection_of(source)
         rows = self.rows(connection, params)
         if not rows:
             return None
         return dict(zip(self._compile(connection.dialect).columns, rows[0], strict=True))
 
-    def mappings(self, connection: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def mappings(self, source: Session | Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Return every row as {column name: value}."""
+        connection = connection_of(source)
         rows = self.rows(connection, params)
         columns = self._compile(connection.dialect).columns
         return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+_CONNECTION = "driver_sql.connection"  # session.info key: (root transaction, its connection)
+
+
+def connection_of(source: Session | Connection) -> Connection:
+    """Return the connection of a session's current transaction (beginning one if needed).
+
+    The same as `session.connection()`, remembered for the transaction: a webhook asks for it for
+    each of its statements, and the session's look-up costs more than some of them.
+    """
+    if isinstance(source, Connection):
+        return source
+    transaction = source.get_transaction()
+    if transaction is not None:
+        remembered = source.info.get(_CONNECTION)
+        if remembered is not None and remembered[0] is transaction:
+            return remembered[1]  # type: ignore[no-any-return]
+    connection = source.connection()
+    source.info[_CONNECTION] = (source.get_transaction(), connection)
+    return connection
 
 
 def _raise_as_sqlalchemy(connection: Connection, error: Any, sql: str, args: Any, cursor: Any) -> None:

@@ -65,7 +65,7 @@ _DELIVERED_BY_REPLY = DriverStatement(
 def _routes(session: Session, citizen: str, stmt: DriverStatement) -> list[Route]:
     """Return each survey of the number texted at least once with its latest SMS attempt, newest first."""
     latest: dict[int, Route] = {}
-    for row in stmt.mappings(session.connection(), {"citizen": citizen}):
+    for row in stmt.mappings(session, {"citizen": citizen}):
         if row["attempt_channel"] == _SMS and row["id"] not in latest:
             latest[row["id"]] = Route(
                 SurveyRecord(row), row["attempt_id"], row["attempt_status"], row["attempt_from_number"]
@@ -98,4 +98,4 @@ def closed_sms_survey(session: Session, citizen: str, our_number: str) -> Survey
 
 def set_attempt_status(session: Session, attempt_id: int, status: str) -> None:
     """Set the status of the attempt a route names (a reply proves its text was delivered)."""
-    _DELIVERED_BY_REPLY.rows(session.connection(), {"attempt_id": attempt_id, "status": status})
+    _DELIVERED_BY_REPLY.rows(session, {"attempt_id": attempt_id, "status": status})

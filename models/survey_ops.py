@@ -155,7 +155,7 @@ def load_survey(session: Session, token: str | None, *, for_update: bool = False
     if not _plausible_token(token):
         return None
     stmt = _RECORD_SELECT_LOCKED if for_update else _RECORD_SELECT
-    row = stmt.first(session.connection(), {"token": token})
+    row = stmt.first(session, {"token": token})
     return None if row is None else SurveyRecord(row)
 
 
@@ -164,7 +164,7 @@ def save_survey(session: Session, record: SurveyRecord) -> None:
     assigned = record.assigned
     if assigned:
         stmt = _update_statement(tuple(sorted(assigned)))
-        stmt.rows(session.connection(), {"record_id": record.id, **assigned})
+        stmt.rows(session, {"record_id": record.id, **assigned})
         assigned.clear()
 
 
@@ -238,7 +238,7 @@ def record_answer(
         session.flush()  # a survey added in this session must exist before its answer refers to it
     dialect = session.get_bind().dialect.name
     stmt = _ANSWER_ONCE["postgresql" if dialect == "postgresql" else "sqlite"]
-    return bool(stmt.rows(session.connection(), values))
+    return bool(stmt.rows(session, values))
 
 
 def answers_of(session: Session, survey: Survey) -> dict[str, Answer]:

@@ -162,3 +162,23 @@ def test_a_lost_connection_is_invalidated_and_the_next_one_works(backend, fresh_
     finally:
         admin.dispose()
         engine.dispose()
+
+
+def test_a_sessions_connection_is_remembered_for_its_transaction_only(engine):
+    from models.db import make_sessionmaker
+    from models.driver_sql import connection_of
+
+    with make_sessionmaker(engine)() as session:
+        first = connection_of(session)
+        assert connection_of(session) is first is session.connection()
+        session.commit()
+        second = connection_of(session)  # a new transaction: asked of the session again
+        assert second is session.connection()
+        assert (
+            DriverStatement(select(SURVEYS.c.id).where(SURVEYS.c.token == bindparam("token"))).rows(
+                session, {"token": "none"}
+            )
+            == []
+        )
+        session.rollback()
+        assert connection_of(session) is session.connection()
