@@ -17,6 +17,20 @@ from scheduler.gateway import CallRequest, GatewayError, GatewayResult, SmsReque
 _serial = itertools.count(1)
 
 
+def loop_persona(rng: Any, number: str) -> Any:
+    """A random simulated citizen for the whole-loop tests; a fifth of them never pick up.
+
+    So the SMS fallback is always part of the loop: with chance alone, how many calls went
+    unanswered three times depended on the hour the tests ran (the items are generated up to now).
+    """
+    import random
+
+    from ivr.simulator import RandomPersona
+
+    never = {"answer_rate": 0.0, "machine_rate": 0.0, "busy_rate": 0.0, "failed_rate": 0.0}
+    return RandomPersona(random.Random(rng.random()), **(never if number.endswith(("0", "5")) else {}))
+
+
 def settings_with(**sections: dict[str, Any]) -> Settings:
     """Development settings with some sections overridden."""
     return load_settings(env={}, overrides=sections)

@@ -9,13 +9,14 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from scheduler_fixtures import loop_persona
 from sqlalchemy import select
 
 from console.cli_scheduler import make_compose_sms
 from console.demo import DEMO_CAMPAIGN
 from console.demo_data import HEADERS, generate_items
 from ivr.app import create_app
-from ivr.simulator import FlaskTransport, PhoneNetwork, RandomPersona, SimulatedGateway
+from ivr.simulator import FlaskTransport, PhoneNetwork, SimulatedGateway
 from ivr.urls import voice_gather_url, voice_url
 from models import migrate
 from models.db import make_engine, make_sessionmaker
@@ -257,7 +258,7 @@ def test_a_whole_loop_logged_at_debug_shows_no_full_phone_number(captured, fresh
     gateway = SimulatedGateway(
         PhoneNetwork(FlaskTransport(app), settings.twilio.auth_token, rng=random.Random(8)),
         settings.app.public_base_url,
-        lambda _number: RandomPersona(random.Random(rng.random())),
+        lambda number: loop_persona(rng, number),
     )
     clock = {"now": now}
     env = SchedulerEnv(

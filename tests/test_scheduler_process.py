@@ -32,7 +32,14 @@ from scheduler.jobs import JOBS, build_scheduler, release_scheduler_lock, run_jo
 
 
 def test_jobs_are_one_list_with_stable_ids_run_by_a_blocking_scheduler(session_factory, now):
-    assert [job.id for job in JOBS] == ["recover-leases", "expire", "pick", "dispatch", "escalate", "retention"]
+    assert [job.id for job in JOBS] == [
+        "recover-leases",
+        "expire",
+        "pick",
+        "dispatch",
+        "escalate",
+        "retention",
+    ]
     env = scheduler_env(session_factory, FakeClock(now), scheduler={"tick_seconds": 15})
     runner = build_scheduler(env)
     assert type(runner).__name__ == "BlockingScheduler"

@@ -6,13 +6,14 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+from scheduler_fixtures import loop_persona
 from sqlalchemy import func, select
 
 from console.cli_scheduler import make_compose_sms
 from console.demo import DEMO_CAMPAIGN
 from console.demo_data import HEADERS, generate_items
 from ivr.app import create_app
-from ivr.simulator import FlaskTransport, PhoneNetwork, RandomPersona, SimulatedGateway
+from ivr.simulator import FlaskTransport, PhoneNetwork, SimulatedGateway
 from models import migrate
 from models.db import make_engine, make_sessionmaker
 from models.intake import Importer, IntakeOptions, map_headers
@@ -20,14 +21,6 @@ from models.settings import load_settings
 from models.surveys import Answer, Attempt, Survey
 from scheduler.campaigns import apply_campaign, department_names, parse_definition
 from scheduler.jobs import SchedulerEnv, run_once
-
-
-def _never_picks_up(number: str) -> dict[str, float]:
-    # A fifth of the citizens never answer a call, so the SMS fallback is always part of the loop
-    # (with chance alone, how many calls go unanswered three times depends on the hour the test runs).
-    if number.endswith(("0", "5")):
-        return {"answer_rate": 0.0, "machine_rate": 0.0, "busy_rate": 0.0, "failed_rate": 0.0}
-    return {}
 
 
 def test_imported_items_are_picked_called_answered_and_stored(fresh_db_url):
@@ -63,7 +56,7 @@ def test_imported_items_are_picked_called_answered_and_stored(fresh_db_url):
     gateway = SimulatedGateway(
         PhoneNetwork(FlaskTransport(app), settings.twilio.auth_token, rng=random.Random(8)),
         settings.app.public_base_url,
-        lambda number: RandomPersona(random.Random(rng.random()), **_never_picks_up(number)),
+        lambda number: loop_persona(rng, number),
     )
     clock = {"now": now}
     env = SchedulerEnv(
