@@ -130,9 +130,21 @@ def render_hangup(texts: list[str], voice: Voice) -> str:
 
 def render_message(texts: list[str]) -> str:
     """Render an SMS reply (empty list: answer with no message)."""
+    body = "\n".join(texts)
+    if not body:
+        return _message_template(None if not texts else "")
+    # As for voice, the document is built once; the text is escaped as ElementTree escapes it.
+    return _message_template(_MESSAGE).replace(_MESSAGE, xml_escape(body))
+
+
+_MESSAGE = "__returnvisit_message__"
+
+
+@functools.lru_cache(maxsize=4)
+def _message_template(body: str | None) -> str:
     response = MessagingResponse()
-    if texts:
-        response.message("\n".join(texts))
+    if body is not None:
+        response.message(body)
     return str(response)
 
 
