@@ -9,6 +9,7 @@ the caller's transaction. A driver error is raised as SQLAlchemy's (`sqlalchemy.
 and a lost connection is invalidated, as SQLAlchemy's own execution would.
 
 Only statements whose parameters are all named bindparams (no expanding IN, no literal binds).
+SQLAlchemy's statement events and its SQL echo (`database.echo`) do not see these statements.
 """
 
 from __future__ import annotations
