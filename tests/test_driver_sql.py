@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, create_engine, select, text, update
+from pg_fixtures import terminate_backend
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
 from models.db import make_engine
@@ -146,13 +147,11 @@ def test_a_lost_connection_is_invalidated_and_the_next_one_works(backend, fresh_
 
     engine = make_engine(fresh_db_url)
     migrate.upgrade(engine)
-    admin = create_engine(fresh_db_url, isolation_level="AUTOCOMMIT")
     statement = DriverStatement(select(SURVEYS.c.id).where(SURVEYS.c.token == bindparam("token")))
     try:
         with engine.connect() as connection:
             pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            with admin.connect() as other:
-                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            terminate_backend(fresh_db_url, pid)
             with pytest.raises(DBAPIError) as raised:
                 statement.rows(connection, {"token": "x"})
             assert raised.value.connection_invalidated
@@ -160,7 +159,6 @@ def test_a_lost_connection_is_invalidated_and_the_next_one_works(backend, fresh_
         with engine.connect() as connection:  # a fresh connection from the pool
             assert statement.rows(connection, {"token": "x"}) == []
     finally:
-        admin.dispose()
         engine.dispose()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, text
+from pg_fixtures import terminate_backend
 
 from models.db import make_engine
 
@@ -45,13 +45,7 @@ def test_a_live_pooled_connection_is_handed_out_without_a_round_trip(pg_engine, 
 def test_a_connection_the_server_closed_is_replaced_at_checkout(pg_engine, fresh_db_url):
     with pg_engine.connect() as connection:
         pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-    admin = create_engine(fresh_db_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as other:
-            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            other.execute(text("SELECT pg_sleep(0.2)"))  # the server's goodbye reaches the socket
-    finally:
-        admin.dispose()
+    terminate_backend(fresh_db_url, pid)
 
     with pg_engine.connect() as connection:  # no error: the pool opened a new connection
         assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
