@@ -249,8 +249,8 @@ def summarise(quarter: str, figures: list[Any]) -> dict[str, Any]:
 def own_memory(run: SoakRun) -> MemoryVerdict:
     """Judge the process's own memory: RSS without file-backed pages.
 
-    SQLite maps the database file (mmap_size): those pages grow with the store, belong to the
-    kernel's page cache and are not the process growing, so "flat" is judged without them.
+    File-backed pages (code, shared libraries, and any file a driver maps) belong to the kernel's
+    page cache and are not the process growing, so "flat" is judged without them.
     """
     return memory_verdict([sample.anon for sample in run.memory])
 

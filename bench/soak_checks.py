@@ -244,7 +244,7 @@ class MemorySample:
 
     rss: float  # all resident pages
     anon: float  # the process's own: Python's heap, SQLite's page cache (bounded), drivers
-    file: float  # file-backed: code, and the SQLite database as SQLite maps it (mmap_size)
+    file: float  # file-backed: code, libraries, any mapped file
 
 
 def memory_sample() -> MemorySample:

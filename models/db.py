@@ -15,11 +15,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-# Per SQLite connection: a page cache of up to 64 MiB (it grows only as pages are read), and the
-# database file mapped into memory up to 1 GiB so reads skip a copy through the OS. The quarterly
+# Per SQLite connection: a page cache of up to 64 MiB (it grows only as pages are read). The quarterly
 # figures read tens of MB of index pages; with SQLite's default 2 MB cache every join re-read them.
 SQLITE_CACHE_KIB = 65536
-SQLITE_MMAP_BYTES = 1 << 30
+# No memory map of the database file. It saved nothing measurable on the quarterly figures (the page
+# cache does that work), and it cost every webhook: with two gunicorn workers writing, each commit of
+# one worker makes the other remap and fault in the pages it touches, 0.15 ms of CPU a Gather and a
+# sixth of the voice benchmark's rate (issue 3). Set explicitly: a build may default to a map.
+SQLITE_MMAP_BYTES = 0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
