@@ -124,5 +124,7 @@ def _store(
         finish_survey(session, survey, result.outcome.value, now)
         if survey.kind == SurveyKind.VERIFICATION:
             on_verification_finished(session, survey, settings, now)
-    elif survey.state != SurveyState.DONE:
+    elif survey.state not in (SurveyState.DONE, SurveyState.IN_PROGRESS):
+        # Assigned only when it changes: a SurveyRecord writes every assigned column, and the state
+        # is in two of the survey indexes, which each step would otherwise rewrite.
         survey.state = SurveyState.IN_PROGRESS

@@ -329,3 +329,29 @@ def test_dispositions_map_to_aapor_classes_in_one_table():
     assert AAPOR_CLASS[Disposition.COMPLETE] == "I" and AAPOR_CLASS[Disposition.PARTIAL] == "P"
     assert AAPOR_CLASS[Disposition.REFUSED] == "R" and AAPOR_CLASS[Disposition.BREAK_OFF] == "R"
     assert AAPOR_CLASS[Disposition.NOT_ELIGIBLE] == "NE" and AAPOR_CLASS[Disposition.NO_ANSWER] == "NC"
+
+
+def test_a_step_writes_only_the_columns_it_changes(session, create_survey, app):
+    # The hot webhooks write back what was assigned; a state that stays "in progress" is not
+    # written again (it is in two survey indexes, which every keypress would otherwise rewrite).
+    from datetime import UTC, datetime
+
+    from ivr import conversation
+    from ivr.script import Digits
+    from models.survey_ops import load_survey
+
+    survey, _attempt = create_survey()
+    session.commit()
+    settings = app.extensions["returnvisit"]["settings"]
+    now = datetime(2026, 11, 30, 3, tzinfo=UTC)
+    record = load_survey(session, survey.token)
+    conversation.begin(session, record, "voice", settings, now)
+    assert record.assigned.keys() == {"script_state", "updated_at"}
+    record.assigned.clear()
+    conversation.advance(session, record, "voice", Digits("4"), settings, now)
+    assert record.assigned.keys() == {"script_state", "updated_at"}
+    session.rollback()
+    record = load_survey(session, survey.token)
+    object.__setattr__(record, "state", SurveyState.SCHEDULED)  # as read, before a call
+    conversation.begin(session, record, "voice", settings, now)
+    assert record.assigned["state"] == SurveyState.IN_PROGRESS
