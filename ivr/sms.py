@@ -166,7 +166,7 @@ def _e164(raw: str, region: str) -> str | None:
 @twilio_webhook(_no_reply)
 def inbound() -> Response:
     """A citizen's text: answer a keyword, continue their survey, or keep it as late or unknown."""
-    session = web.db_session()
+    session = web.webhook_session()
     settings = web.settings()
     now = utcnow()
     sid = _message_sid()

@@ -120,7 +120,7 @@ def _form_int(name: str) -> int | None:
 @twilio_webhook(apology)
 def answered() -> Response:
     """The citizen picked up: greet them and ask the first question (or hang up on a machine)."""
-    session = web.db_session()
+    session = web.webhook_session()
     now = utcnow()
     survey = load_survey(session, request.args.get("survey"), for_update=True)
     call_sid = request.form.get("CallSid", "")
@@ -175,7 +175,7 @@ def _input_for(state: dict[str, Any]) -> Input:
 @twilio_webhook(apology)
 def gathered() -> Response:
     """Keys were pressed (or not) at a menu, or a comment was recorded: take the next step."""
-    session = web.db_session()
+    session = web.webhook_session()
     now = utcnow()
     survey = load_survey(session, request.args.get("survey"), for_update=True)
     call_sid = request.form.get("CallSid", "")

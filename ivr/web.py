@@ -1,7 +1,10 @@
 """Request-scoped database sessions shared by the public and the staff Flask apps.
 
 A view asks for `db_session()`, does its work and commits once before it answers; the teardown rolls
-back whatever was not committed and closes the session.
+back whatever was not committed and closes the session. The busiest webhooks ask for
+`webhook_session()` instead: the same contract, on a connection the request holds itself
+(models.db.ConnectionSession), which their driver-level statements reach without the session's
+transaction machinery.
 """
 
 from __future__ import annotations
@@ -44,8 +47,22 @@ def db_session() -> Session:
     return g.db_session
 
 
+def webhook_session() -> Session:
+    """Return this request's session for a hot webhook, opening it and its connection on first use."""
+    if "db_session" not in g:
+        from models.db import connection_session
+
+        g.db_session, g.db_connection = connection_session(session_factory())
+    return g.db_session
+
+
 def _close_session(_exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
-    if session is not None:
-        session.rollback()
-        session.close()
+    connection = g.pop("db_connection", None)
+    try:
+        if session is not None:
+            session.rollback()
+            session.close()
+    finally:
+        if connection is not None:
+            connection.close()

@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
+from models.db import ConnectionSession
+
 Processor = Callable[[Any], Any]
 
 
@@ -131,6 +133,13 @@ def connection_of(source: Session | Connection) -> Connection:
     """
     if isinstance(source, Connection):
         return source
+    bind = source.bind
+    if isinstance(source, ConnectionSession) and isinstance(bind, Connection):
+        # The owner's connection: begin its transaction here if the session has not (the session's
+        # ORM work then joins it, and ConnectionSession.commit ends it).
+        if not bind.in_transaction():
+            bind.begin()
+        return bind
     transaction = source.get_transaction()
     if transaction is not None:
         remembered = source.info.get(_CONNECTION)
