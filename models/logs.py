@@ -1,18 +1,20 @@
 """Logging for every entry point: JSON lines off a terminal, readable lines on one, phone numbers masked.
 
 `setup_logging` is the one place the root logger is configured: the CLI (and so the scheduler and
-`make demo`) and both gunicorn entry points call it. Pure standard library plus python-json-logger;
-no Flask here.
+`make demo`) and both gunicorn entry points call it. Pure standard library plus python-json-logger
+(with orjson); no Flask here.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from typing import IO, Any
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.json import JsonEncoder
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
@@ -94,9 +96,16 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{extra}]{newline}{rest}"
 
 
-class _JsonLines(JsonFormatter):
+class _JsonLines(OrjsonFormatter):
+    # orjson encodes a line in a fraction of the standard library's time (each webhook logs one).
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         return {"time": log_data.pop("time", None), **log_data}  # the time first, as in the text lines
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        try:
+            return str(super().jsonify_log_record(log_data))
+        except TypeError:  # what orjson refuses (an integer beyond 64 bits) still makes a line
+            return json.dumps(log_data, cls=JsonEncoder, ensure_ascii=False)
 
 
 def json_formatter() -> logging.Formatter:
@@ -104,8 +113,7 @@ def json_formatter() -> logging.Formatter:
     return _JsonLines(
         ["levelname", "name", "message"],
         rename_fields={"levelname": "level", "name": "logger"},
-        timestamp="time",  # ISO 8601 in UTC with microseconds
-        json_ensure_ascii=False,
+        timestamp="time",  # ISO 8601 in UTC with microseconds; text stays UTF-8, never \u escapes
     )
 
 

@@ -123,6 +123,17 @@ def test_json_lines_carry_time_level_logger_message_and_extra_fields(captured):
     assert second["level"] == "ERROR" and "RuntimeError: boom" in second["exc_info"]
 
 
+def test_json_lines_keep_text_unescaped_and_survive_what_orjson_refuses(captured):
+    buffer = captured("json")
+    log = logging.getLogger("returnvisit.test")
+    log.info("满意", extra={"huge": 2**70, "keys": {1: "one"}, "when": datetime(2026, 11, 30)})
+    line = buffer.getvalue().strip()
+    assert "满意" in line  # UTF-8, not \\u escapes
+    parsed = json.loads(line)
+    assert parsed["huge"] == 2**70 and parsed["keys"] == {"1": "one"} and parsed["message"] == "满意"
+    assert parsed["when"].startswith("2026-11-30T00:00:00")
+
+
 def test_text_lines_are_readable_with_the_extra_fields_after_the_message(captured):
     buffer = captured("text")
     logging.getLogger("returnvisit.test").info("hello %s", "13800138000", extra={"survey": "tok00012"})
