@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import select
 import sqlite3
 import time
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, OperationalError
@@ -107,8 +109,30 @@ def _sqlite_begin(connection: Any) -> None:
         raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
+def json_dumps(value: Any) -> str:
+    """Encode a JSON column's value: orjson, text kept as UTF-8 (the standard library takes the rest)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # an integer beyond 64 bits; anything neither can encode still raises
+        return json.dumps(value, ensure_ascii=False)
+
+
+def json_loads(text: str | bytes) -> Any:
+    """Decode a JSON column's value (orjson; the standard library for what orjson refuses, e.g. NaN)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
-    """Create an engine for `url`, preparing SQLite files and pragmas."""
+    """Create an engine for `url`, preparing SQLite files and pragmas.
+
+    JSON columns (a survey's script state, a campaign's config) are encoded and decoded by orjson:
+    the hot webhooks read and write a script state every request.
+    """
+    kwargs.setdefault("json_serializer", json_dumps)
+    kwargs.setdefault("json_deserializer", json_loads)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -180,3 +180,27 @@ def test_a_sessions_connection_is_remembered_for_its_transaction_only(engine):
         )
         session.rollback()
         assert connection_of(session) is session.connection()
+
+
+def test_json_columns_round_trip_through_orjson_and_keep_text_readable(session, backend, create_survey):
+    from sqlalchemy import text
+
+    state = {"engine": {"seq": 2}, "last_twiml": "<Say>感谢您的评价</Say>", "big": 2**70, "ids": {1: "a"}}
+    survey, _ = create_survey(script_state=state)
+    session.flush()
+    session.expire_all()
+    assert session.get(type(survey), survey.id).script_state == {**state, "ids": {"1": "a"}}
+    column = "script_state::text" if backend == "postgresql" else "script_state"
+    stored = session.execute(text(f"SELECT {column} FROM surveys WHERE id = :id"), {"id": survey.id}).scalar()
+    assert "感谢您的评价" in stored  # UTF-8 text, not \\u escapes
+    row = DriverStatement(_RECORD).first(session.connection(), {"token": survey.token})
+    assert row["script_state"]["last_twiml"] == "<Say>感谢您的评价</Say>"
+
+
+def test_json_loads_takes_what_orjson_refuses():
+    from models.db import json_dumps, json_loads
+
+    assert json_loads('{"x": NaN}')["x"] != json_loads('{"x": NaN}')["x"]  # NaN, from the standard library
+    assert json_loads(json_dumps({"n": 2**70})) == {"n": 2**70}
+    with pytest.raises(TypeError):
+        json_dumps({"x": object()})
