@@ -17,6 +17,9 @@ def create_app(
     if session_factory is None:
         session_factory = web.session_factory_for(settings)
     app = Flask(__name__)
+    from ivr.webhooks import WebhookRequest
+
+    app.request_class = WebhookRequest  # Twilio's form bodies parsed directly (every webhook reads one)
     app.config["JSON_AS_ASCII"] = False
     web.init_app(app, settings, session_factory)
 

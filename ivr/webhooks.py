@@ -4,13 +4,17 @@ line (CallSid or MessageSid, survey token prefix, status, latency) and observe i
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import re
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
-from flask import Response, request
+import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" decoding error handler
+from flask import Request, Response, request
+from werkzeug.datastructures import MultiDict
 
 from ivr import web
 from ivr.observability import observe_webhook
@@ -20,6 +24,43 @@ log = logging.getLogger("returnvisit.webhooks")
 TWIML = "application/xml"
 # Twilio's ids: two capital letters and 32 hex digits (CA… calls, SM… and MM… messages).
 _PROVIDER_ID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}", re.ASCII)
+
+
+# Twilio posts its webhook parameters in this form (UTF-8, percent-encoded).
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+
+
+class WebhookRequest(Request):
+    """The public app's request: a Twilio form body is parsed at once, the rest as Flask does.
+
+    Werkzeug reads a form through its general parser (content type and length parsed into options,
+    a limited stream, a parser object per request); for a short url-encoded body of known length,
+    as Twilio sends, that is several times the cost of parsing it, and every webhook reads its form
+    (the signature covers every parameter). The parse is werkzeug's own for this content type:
+    UTF-8 text, blank values kept, undecodable bytes percent-encoded again, a body that is not
+    UTF-8 an empty form. Anything else (another content type, a chunked or oversized body) goes to
+    werkzeug unchanged.
+    """
+
+    def _load_form_data(self) -> None:
+        if "form" in self.__dict__:
+            return
+        environ = self.environ
+        length = environ.get("CONTENT_LENGTH", "")
+        if environ.get("CONTENT_TYPE") != FORM_URLENCODED or not length.isdigit():
+            super()._load_form_data()
+            return
+        size = int(length)
+        limit = self.max_content_length
+        if limit is not None and size > limit:
+            super()._load_form_data()  # werkzeug answers 413
+            return
+        body = environ["wsgi.input"].read(size) if size else b""
+        try:
+            items = parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
+        except ValueError:  # not UTF-8: werkzeug's parser gives an empty form too
+            items = []
+        self.__dict__.update(stream=io.BytesIO(), form=MultiDict(items), files=MultiDict())
 
 
 def signed_url() -> str:
