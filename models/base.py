@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,3 +53,32 @@ class Base(DeclarativeBase):
 def utcnow() -> datetime:
     """Return the current time in UTC (edges only; decisions take `now` as a parameter)."""
     return datetime.now(UTC)
+
+
+def sqlite_utc_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap SQLAlchemy's SQLite bind processor of a `UTCDateTime`: aware UTC datetimes become text directly.
+
+    SQLite keeps datetimes as text, which SQLAlchemy formats through two layers of Python per value
+    (`UTCDateTime`, then SQLite's DATETIME); one format string gives the same text several times
+    faster (the intake's rows, the hot webhooks' times). Anything else goes through `process`; the
+    shortcut is used only if it agrees with `process` on samples.
+    """
+
+    def bind(value: Any) -> Any:
+        if type(value) is datetime and value.tzinfo is UTC:
+            return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 - the fastest way here
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+            )
+        return process(value)
+
+    samples = [
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(999, 12, 31, 23, 59, 59, 123456, tzinfo=UTC),
+    ]
+    return bind if all(bind(value) == process(value) for value in samples) else process

@@ -11,13 +11,14 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect, String, Table, any_, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from models.base import sqlite_utc_text
 from models.driver_sql import DriverStatement
 from models.items import ServiceItem
 
@@ -148,36 +149,9 @@ def _row_processors(dialect: Dialect) -> list[tuple[int, Callable[[Any], Any]]]:
         process = _bind_processor(dialect, name)
         if process is not None:
             if dialect.name == "sqlite" and name == "completed_at":
-                process = _sqlite_utc_text(process)
+                process = sqlite_utc_text(process)
             processors.append((index, process))
     return processors
-
-
-def _sqlite_utc_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Write intake's aware UTC datetimes as SQLite text directly, the rest through SQLAlchemy.
-
-    SQLite keeps datetimes as text, which SQLAlchemy formats through two layers of Python per value;
-    one format string gives the same text several times faster. Used only if it agrees on samples.
-    """
-
-    def bind(value: Any) -> Any:
-        if type(value) is datetime and value.tzinfo is UTC:
-            return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 - the fastest way here
-                value.year,
-                value.month,
-                value.day,
-                value.hour,
-                value.minute,
-                value.second,
-                value.microsecond,
-            )
-        return process(value)
-
-    samples = [
-        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        datetime(999, 12, 31, 23, 59, 59, 123456, tzinfo=UTC),
-    ]
-    return bind if all(bind(value) == process(value) for value in samples) else process
 
 
 def _bind_processor(dialect: Dialect, name: str) -> Callable[[Any], Any] | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pg_fixtures import terminate_backend
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
 from models.db import make_engine
@@ -204,3 +207,21 @@ def test_json_loads_takes_what_orjson_refuses():
     assert json_loads(json_dumps({"n": 2**70})) == {"n": 2**70}
     with pytest.raises(TypeError):
         json_dumps({"x": object()})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(-timedelta(hours=5))])
+    )
+)
+def test_a_utc_time_is_bound_for_sqlite_as_sqlalchemy_binds_it(value):
+    # DriverStatement formats UTC times for SQLite directly (models.base.sqlite_utc_text): the text
+    # must be SQLAlchemy's own for every time, and any other zone still goes through SQLAlchemy.
+    dialect = sqlite_dialect.dialect()
+    column = SURVEYS.c.updated_at
+    statement = DriverStatement(update(SURVEYS).values(updated_at=bindparam("at", type_=column.type)))
+    ((name, process),) = statement._compile(dialect).binds
+    expected = column.type.dialect_impl(dialect).bind_processor(dialect)(value)
+    assert name == "at" and process(value) == expected
+    assert process.__qualname__.startswith("sqlite_utc_text.")  # the shortcut, not the chain
