@@ -4,12 +4,15 @@ A view asks for `db_session()`, does its work and commits once before it answers
 back whatever was not committed and closes the session. The busiest webhooks ask for
 `webhook_session()` instead: the same contract, on a connection the request holds itself
 (models.db.ConnectionSession), which their driver-level statements reach without the session's
-transaction machinery.
+transaction machinery. A process that serves one request at a time (gunicorn's sync workers, the
+test client: `wsgi.multithread` is false) keeps that connection between requests
+(models.db.KeptConnection); a threaded server checks one out of the pool per request.
 """
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import Settings
@@ -19,7 +22,11 @@ _EXT = "returnvisit"
 
 def init_app(app: Flask, settings: Settings, session_factory: sessionmaker[Session]) -> None:
     """Attach settings and the session factory to an app."""
-    app.extensions[_EXT] = {"settings": settings, "sessions": session_factory}
+    from models.db import KeptConnection
+
+    engine = getattr(session_factory, "kw", {}).get("bind")  # a test may give any callable
+    kept = KeptConnection(engine) if isinstance(engine, Engine) else None
+    app.extensions[_EXT] = {"settings": settings, "sessions": session_factory, "kept": kept}
     app.teardown_appcontext(_close_session)
 
 
@@ -52,13 +59,18 @@ def webhook_session() -> Session:
     if "db_session" not in g:
         from models.db import connection_session
 
-        g.db_session, g.db_connection = connection_session(session_factory())
+        kept = None
+        if not request.environ.get("wsgi.multithread", True):
+            kept = current_app.extensions[_EXT]["kept"]
+            g.db_kept = kept
+        g.db_session, g.db_connection = connection_session(session_factory(), kept)
     return g.db_session
 
 
 def _close_session(_exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
     connection = g.pop("db_connection", None)
+    kept = g.pop("db_kept", None)
     try:
         if session is not None:
             session.rollback()
@@ -66,3 +78,5 @@ def _close_session(_exc: BaseException | None) -> None:
     finally:
         if connection is not None:
             connection.close()
+        if kept is not None:
+            kept.release()

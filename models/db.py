@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import sqlite3
 import time
@@ -91,22 +92,35 @@ def _sqlite_begin(connection: Any) -> None:
     # under a millisecond on the webhooks): two web workers would spend most of their time asleep.
     # So the first try does not wait, and later ones are a tenth of a millisecond apart at first.
     raw = connection.connection.dbapi_connection
+    if connection.info.get(_NO_BUSY_WAIT):
+        _begin_immediate(raw)  # its busy handler is off for good (KeptConnection)
+        return
     raw.execute("PRAGMA busy_timeout=0")
     try:
-        pause, deadline = _WRITE_LOCK_POLL[0], time.monotonic() + WRITE_LOCK_TIMEOUT
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
-                    raise
-                if time.monotonic() > deadline:
-                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
-            time.sleep(pause)
-            pause = min(pause * 2, _WRITE_LOCK_POLL[1])
+        _begin_immediate(raw)
     finally:
         raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def _begin_immediate(raw: sqlite3.Connection) -> None:
+    pause, deadline = _WRITE_LOCK_POLL[0], time.monotonic() + WRITE_LOCK_TIMEOUT
+    while True:
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+        time.sleep(pause)
+        pause = min(pause * 2, _WRITE_LOCK_POLL[1])
+
+
+# Connection info key: this SQLite connection's busy handler is off for good. Only for a connection
+# whose every statement runs in a transaction begun by _sqlite_begin (which holds the write lock:
+# nothing inside it waits for a lock in WAL mode), so the two PRAGMAs around BEGIN are not needed.
+_NO_BUSY_WAIT = "returnvisit.sqlite_no_busy_wait"
 
 
 def json_dumps(value: Any) -> str:
@@ -179,16 +193,99 @@ class ConnectionSession(Session):
         if isinstance(connection, Connection) and connection.in_transaction():
             connection.rollback()
 
+    def close(self) -> None:
+        """Close the session; one that loaded, added and began nothing has nothing to let go."""
+        if self._transaction is None and not self.identity_map and not self._new and not self._deleted:
+            return  # a Gather that does no ORM work: the session's close would clear empty maps
+        super().close()
 
-def connection_session(factory: sessionmaker[Session]) -> tuple[Session, Connection | None]:
-    """Open a `ConnectionSession` on a new connection of the factory's engine; return both.
 
-    A factory already bound to a connection (tests isolate themselves so) gives a plain session of
-    its own and no connection: the caller then has nothing more to close.
+class KeptConnection:
+    """One connection of an engine, kept between requests by a process that serves one at a time.
+
+    For the busiest webhooks under gunicorn's sync workers (issue 3): checking a connection out of
+    the pool and back in for every request is a twentieth of a Gather's CPU. Before each use it is
+    checked as the pool's checkout checks one (a PostgreSQL connection the server has closed is
+    replaced by a new one, see `_postgresql_alive`); a forked child never uses its parent's; and it
+    is closed for good when the engine is disposed. Not for threads: one owner at a time.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._connection: Connection | None = None
+        self._pid = 0
+        event.listen(engine, "engine_disposed", self._disposed)
+
+    @property
+    def connection(self) -> Connection | None:
+        """The connection kept now, if any."""
+        return self._connection
+
+    def take(self) -> Connection:
+        """Return the kept connection, opening a new one when there is none or it is no longer usable."""
+        connection = self._connection
+        if connection is not None and self._pid == os.getpid():
+            if not connection.invalidated and not connection.closed and self._alive(connection):
+                return connection
+            self.close()
+        self._connection = None  # a forked child forgets its parent's connection without touching it
+        connection = self.engine.connect()
+        self._connection, self._pid = connection, os.getpid()
+        if connection.dialect.name == "sqlite":
+            # Every statement of the hot webhooks runs in a transaction _sqlite_begin opens: this
+            # connection needs no busy handler, and is never handed back to the pool (see close).
+            connection.connection.dbapi_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+            connection.info[_NO_BUSY_WAIT] = True
+        return connection
+
+    def release(self) -> None:
+        """End a request's use: roll back whatever it left open and keep the connection."""
+        connection = self._connection
+        if connection is None or not connection.in_transaction():
+            return
+        try:
+            connection.rollback()
+        except Exception:  # noqa: BLE001 - a connection that cannot roll back is not kept
+            self.close()
+
+    def close(self) -> None:
+        """Close the kept connection for good (the next `take` opens a new one)."""
+        connection, self._connection = self._connection, None
+        if connection is not None and self._pid == os.getpid():
+            # Invalidated rather than checked in: after a dispose its pool is gone, and a broken
+            # connection must not go back to a pool either.
+            connection.invalidate()
+            connection.close()
+
+    def _disposed(self, _engine: Engine) -> None:
+        self.close()
+
+    @staticmethod
+    def _alive(connection: Connection) -> bool:
+        if connection.dialect.name != "postgresql":
+            return True  # a SQLite connection to a file does not go away
+        try:
+            _postgresql_alive(connection.connection.dbapi_connection, None, None)
+        except DisconnectionError:
+            return False
+        return True
+
+
+def connection_session(
+    factory: sessionmaker[Session], kept: KeptConnection | None = None
+) -> tuple[Session, Connection | None]:
+    """Open a `ConnectionSession` on a connection of the factory's engine; return both.
+
+    The connection is `kept`'s when one is given (the caller then releases it rather than closing
+    it), a newly checked-out one otherwise. A factory already bound to a connection (tests isolate
+    themselves so) gives a plain session of its own and no connection: the caller then has nothing
+    more to close.
     """
     engine = factory.kw.get("bind")
     if not isinstance(engine, Engine):
         return factory(), None
+    if kept is not None and kept.engine is engine:
+        return ConnectionSession(**{**factory.kw, "bind": kept.take()}), None
     connection = engine.connect()
     try:
         return ConnectionSession(**{**factory.kw, "bind": connection}), connection

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from models import db
-from models.db import make_engine
+from models.db import KeptConnection, make_engine
 
 
 @pytest.fixture
@@ -59,4 +59,39 @@ def test_a_lock_held_past_the_timeout_fails_with_database_locked(sqlite_engine, 
     with sqlite_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
         # The waiting connection got its normal busy timeout back for everything else.
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10_000
+
+
+def test_a_kept_connection_waits_for_the_lock_without_a_busy_handler(sqlite_engine):
+    # The webhooks' kept connection has SQLite's busy handler off for good: its transactions still
+    # wait for the write lock (by _sqlite_begin's own polling) and start as soon as it is free.
+    kept = KeptConnection(sqlite_engine)
+    connection = kept.take()
+    assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 0
+    kept.release()
+    held = threading.Event()
+    released_at: list[float] = []
+
+    def holder() -> None:
+        with sqlite_engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            held.set()
+            time.sleep(0.3)
+            released_at.append(time.monotonic())
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(5)
+    connection = kept.take()
+    connection.execute(text("INSERT INTO t VALUES (2)"))
+    started = time.monotonic()
+    connection.commit()
+    thread.join()
+    assert 0 <= started - released_at[0] < 0.05
+    assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 0  # no toggling per BEGIN
+    kept.release()
+    sqlite_engine.dispose()  # closes the kept connection for good: never back in the pool so
+    assert kept.connection is None
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10_000

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, event, func, insert, select, text
 
 from ivr.app import create_app
 from models import migrate
@@ -98,23 +98,35 @@ def test_a_factory_bound_to_a_connection_gives_a_plain_session(session_factory):
     session.close()
 
 
-def _benchmark_gather(url: str) -> tuple[str, str, str]:
-    """The voice benchmark's store with one survey at the rating menu, and its signed Gather (digit 1)."""
+def _benchmark_gathers(url: str, count: int) -> list[tuple[str, str, str]]:
+    """The voice benchmark's store with surveys at the rating menu, and their signed Gathers (digit 1)."""
     spec = importlib.util.spec_from_file_location("voice_webhook", BENCH / "voice_webhook.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    (request,) = module.build_store(url, 1)
+    return module.build_store(url, count)
+
+
+def _benchmark_gather(url: str) -> tuple[str, str, str]:
+    (request,) = _benchmark_gathers(url, 1)
     return request
 
 
-def _post(app, request: tuple[str, str, str]):
+def _post(app, request: tuple[str, str, str], *, threaded: bool = False):
     path, body, signature = request
     return app.test_client().post(
         path,
         data=body,
         content_type="application/x-www-form-urlencoded",
         headers={"X-Twilio-Signature": signature},
+        environ_overrides={"wsgi.multithread": threaded},
     )
+
+
+def _pool_events(engine) -> dict[str, int]:
+    counts = {"checkout": 0, "checkin": 0, "invalidate": 0}
+    for name in counts:
+        event.listen(engine, name, lambda *_args, name=name: counts.__setitem__(name, counts[name] + 1))
+    return counts
 
 
 def _answers(engine) -> list[tuple[str, str]]:
@@ -123,10 +135,11 @@ def _answers(engine) -> list[tuple[str, str]]:
 
 
 def test_a_gather_commits_its_answer_and_hands_the_connection_back(engine, fresh_db_url):
+    # A threaded server's request checks a connection out of the pool and hands it back.
     request = _benchmark_gather(fresh_db_url)
     settings = load_settings(env={}, overrides={"database": {"url": fresh_db_url}})
     app = create_app(settings, session_factory=make_sessionmaker(engine))
-    response = _post(app, request)
+    response = _post(app, request, threaded=True)
     assert response.status_code == 200 and "<Say" in response.get_data(as_text=True)
     assert _answers(engine) == [("rating", "very_satisfied")]
     with engine.connect() as conn:
@@ -135,6 +148,49 @@ def test_a_gather_commits_its_answer_and_hands_the_connection_back(engine, fresh
         ).one()
     assert state == "done" and "gather:0" in script_state["replies"]  # the survey row, same commit
     assert engine.pool.checkedout() == 0
+    assert app.extensions["returnvisit"]["kept"].connection is None
+
+
+def test_a_process_serving_one_request_at_a_time_keeps_its_connection(engine, fresh_db_url):
+    # gunicorn's sync workers (wsgi.multithread false): one checkout for every Gather of the process,
+    # nothing left open between requests, and the connection closed for good with the engine.
+    requests = _benchmark_gathers(fresh_db_url, 3)
+    settings = load_settings(env={}, overrides={"database": {"url": fresh_db_url}})
+    app = create_app(settings, session_factory=make_sessionmaker(engine))
+    events = _pool_events(engine)
+    for request in requests:
+        response = _post(app, request)
+        assert response.status_code == 200 and "<Say" in response.get_data(as_text=True)
+        kept = app.extensions["returnvisit"]["kept"].connection
+        assert kept is not None and not kept.in_transaction()
+    assert events == {"checkout": 1, "checkin": 0, "invalidate": 0}
+    assert _answers(engine) == [("rating", "very_satisfied")] * 3
+    engine.dispose()
+    assert app.extensions["returnvisit"]["kept"].connection is None
+    assert events["invalidate"] == 1  # closed, not handed back to a pool that is gone
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_kept_connection_the_database_server_closed_is_replaced(engine, fresh_db_url, backend):
+    if backend != "postgresql":
+        pytest.skip("a SQLite file does not close its connections")
+    first, second = _benchmark_gathers(fresh_db_url, 2)
+    settings = load_settings(env={}, overrides={"database": {"url": fresh_db_url}})
+    app = create_app(settings, session_factory=make_sessionmaker(engine))
+    assert _post(app, first).status_code == 200
+    kept = app.extensions["returnvisit"]["kept"]
+    pid = kept.connection.connection.dbapi_connection.info.backend_pid
+    with engine.connect() as conn:  # an administrator (or a restart) ends the kept backend
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    for _ in range(100):  # until the server has closed it
+        with engine.connect() as conn:
+            if not conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}):
+                break
+    response = _post(app, second)
+    assert response.status_code == 200 and "<Hangup" in response.get_data(as_text=True)
+    assert "感谢" in response.get_data(as_text=True)  # the thanks, not the apology
+    assert _answers(engine) == [("rating", "very_satisfied")] * 2
+    assert kept.connection.connection.dbapi_connection.info.backend_pid != pid
 
 
 def test_a_gather_that_fails_after_storing_keeps_nothing(engine, fresh_db_url, monkeypatch):
@@ -153,4 +209,5 @@ def test_a_gather_that_fails_after_storing_keeps_nothing(engine, fresh_db_url, m
         assert conn.scalar(select(func.count()).select_from(Answer)) == 0
         stored = conn.scalar(select(Survey.script_state).where(Survey.token == TOKEN))
     assert stored["engine"]["seq"] == 0  # the survey is where it was
-    assert engine.pool.checkedout() == 0
+    kept = app.extensions["returnvisit"]["kept"].connection
+    assert kept is not None and not kept.in_transaction()  # rolled back, kept for the next request
