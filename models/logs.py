@@ -32,6 +32,7 @@ _PHONE = re.compile(
     r")(?!\w|\.\d)",
     re.ASCII,
 )
+_ASCII_DIGIT = re.compile(r"[0-9]")  # _PHONE matches ASCII digits only
 # Country prefixes kept in clear in front of a masked number.
 _PREFIXES = ("+86", "0086", "+")
 
@@ -40,7 +41,7 @@ _OURS = "_returnvisit_handler"  # marks the handler setup_logging installed, so 
 
 def mask_phones(text: str) -> str:
     """Replace every full phone number in `text` by a masked one (138****1234)."""
-    if not any(ch.isdigit() for ch in text):
+    if _ASCII_DIGIT.search(text) is None:  # most texts: one scan in C
         return text
     return _PHONE.sub(_mask_match, text)
 
