@@ -5,6 +5,9 @@ back as a whole, and the connection always handed back. On a real engine, commit
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -211,3 +214,19 @@ def test_a_gather_that_fails_after_storing_keeps_nothing(engine, fresh_db_url, m
     assert stored["engine"]["seq"] == 0  # the survey is where it was
     kept = app.extensions["returnvisit"]["kept"].connection
     assert kept is not None and not kept.in_transaction()  # rolled back, kept for the next request
+
+
+def test_the_gunicorn_entry_point_sets_its_long_lived_objects_aside(tmp_path):
+    # ivr.wsgi freezes what it built (gc.freeze): the collector's passes in a worker skip it.
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/w.db"\n', encoding="utf-8")
+    code = "import gc, ivr.wsgi; print(gc.get_freeze_count())"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "RETURNVISIT_CONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert int(out.stdout.strip().splitlines()[-1]) > 10_000
