@@ -78,11 +78,13 @@ def _render(survey: SurveyRecord, result: StepResult) -> str:
     settings = web.settings()
     base = settings.app.public_base_url
     seq = int(result.state["seq"])
+    ask = None if result.done else result.ask
+    records = ask is not None and ask.kind == "record"  # only a Record names a recording callback
     return render_voice(
         result,
         voice_for(settings, survey.language),
         voice_gather_url(base, survey.token, seq),
-        recording_status_url(base, survey.token),
+        recording_status_url(base, survey.token) if records else None,
     )
 
 
