@@ -3,12 +3,12 @@
 Each request is a citizen's first reply ("1") to a survey text: signature check, routing to the open
 SMS survey by (From, To), parsing, the engine step, the answer, the inbound and reply Message rows,
 one commit. Loaded from loopback with wrk -t2 -c16 beside the bare Flask endpoint of bench/bare_app.py
-in the same run; prints req/s, p50 and p99 for both and their ratio, beside the target of
->= 1,200 req/s on SQLite.
+in the same run, in rounds as the voice benchmark (bench/webhook_load.py); prints every round, then
+the medians beside the target of >= 1,200 req/s on SQLite.
 Each figure, and the workers' peak RSS, is also reported to bench/results.py (the table of
 `make bench`); the app servers' own log goes to a file beside the test databases.
 
-    .venv/bin/python bench/sms_webhook.py [--surveys N] [--seconds S] [--skip-pg]
+    .venv/bin/python bench/sms_webhook.py [--surveys N] [--seconds S] [--rounds R] [--skip-pg]
 """
 
 from __future__ import annotations

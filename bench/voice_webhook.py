@@ -1,12 +1,14 @@
 """Benchmark: the rating Gather webhook (signed, one committed answer) under gunicorn, 2 sync workers.
 
 Loaded from loopback with wrk -t2 -c16 -d10s beside a bare Flask endpoint returning a fixed TwiML
-string, in the same run. Prints req/s, p50 and p99 for both and their ratio, beside the targets:
->= 1,500 req/s on SQLite, >= 900 req/s on PostgreSQL, p99 < 25 ms, >= 35 % of the bare rate.
+string, in the same run: three rounds per database, each the bare endpoint and then the webhook, so
+a slow spell of this shared machine touches both sides of a ratio (bench/webhook_load.py). Prints
+every round, then the medians beside the targets: >= 1,500 req/s on SQLite, >= 900 req/s on
+PostgreSQL, p99 < 25 ms, >= 35 % of the bare rate.
 Each figure, and the workers' peak RSS, is also reported to bench/results.py (the table of
 `make bench`); the app servers' own log goes to a file beside the test databases.
 
-    .venv/bin/python bench/voice_webhook.py [--surveys N] [--seconds S] [--skip-pg]
+    .venv/bin/python bench/voice_webhook.py [--surveys N] [--seconds S] [--rounds R] [--skip-pg]
 """
 
 from __future__ import annotations
