@@ -166,17 +166,24 @@ def fresh_postgres(url: str, name: str) -> str:
 
 
 def analyze(url: str) -> None:
-    """Gather the planner's statistics of a freshly loaded store, as a live database has them.
+    """Bring a freshly loaded store to the state a live database is in before it is measured.
 
-    Without them PostgreSQL plans the SMS routing query as a scan of every survey (17 ms instead of
-    0.2 ms with 40,000 surveys): its autovacuum would analyse the new rows within a minute, but the
-    benchmark starts at once.
+    The planner's statistics: without them PostgreSQL plans the SMS routing query as a scan of every
+    survey (17 ms instead of 0.2 ms with 40,000 surveys). Vacuumed and checkpointed: otherwise the
+    load's own backlog is paid during the measurement (PostgreSQL's autovacuum of the new rows and a
+    checkpoint writing them out put its p99 at 150-330 ms with 120,000 surveys; SQLite's first
+    checkpoint would copy the whole load from its WAL inside one request).
     """
     from sqlalchemy import create_engine
 
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.exec_driver_sql("ANALYZE")
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("VACUUM ANALYZE")
+            conn.exec_driver_sql("CHECKPOINT")
+        else:
+            conn.exec_driver_sql("ANALYZE")
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
 
 
@@ -320,7 +327,11 @@ def run_webhook_benchmark(
                         f"  {'round':<7}{'bare req/s':>11}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}"
                     )
                     for index, requests_file in enumerate(files):
+                        # Each run starts with no disk writes pending from the one before (the
+                        # kernel writes a SQLite round's pages back later, in the next rounds).
+                        os.sync()
                         baseline = run_wrk(bare.port, bare_file, seconds=args.seconds)
+                        os.sync()
                         result = run_wrk(server.port, requests_file, seconds=args.seconds)
                         rounds.append(Round(baseline, result))
                         print(
