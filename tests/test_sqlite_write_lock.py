@@ -22,21 +22,28 @@ def sqlite_engine(tmp_path):
     engine.dispose()
 
 
-@pytest.mark.parametrize("round_", range(3))  # SQLite's own sleeps could land close by luck once
-def test_a_waiting_transaction_starts_soon_after_the_lock_is_released(sqlite_engine, round_):
+def hold_the_write_lock(engine, seconds: float) -> tuple[threading.Thread, list[float]]:
+    """Start a thread whose transaction holds the write lock for `seconds`; return it once it does,
+    with the list it appends the time of the release to."""
     held = threading.Event()
     released_at: list[float] = []
 
     def holder() -> None:
-        with sqlite_engine.begin() as conn:
+        with engine.begin() as conn:
             conn.execute(text("INSERT INTO t VALUES (1)"))
             held.set()
-            time.sleep(0.5)
+            time.sleep(seconds)
             released_at.append(time.monotonic())
 
     thread = threading.Thread(target=holder)
     thread.start()
     held.wait(5)
+    return thread, released_at
+
+
+@pytest.mark.parametrize("round_", range(3))  # SQLite's own sleeps could land close by luck once
+def test_a_waiting_transaction_starts_soon_after_the_lock_is_released(sqlite_engine, round_):
+    thread, released_at = hold_the_write_lock(sqlite_engine, 0.5)
     with sqlite_engine.begin() as conn:
         started = time.monotonic()
         conn.execute(text("INSERT INTO t VALUES (2)"))
@@ -69,19 +76,7 @@ def test_a_kept_connection_waits_for_the_lock_without_a_busy_handler(sqlite_engi
     connection = kept.take()
     assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 0
     kept.release()
-    held = threading.Event()
-    released_at: list[float] = []
-
-    def holder() -> None:
-        with sqlite_engine.begin() as conn:
-            conn.execute(text("INSERT INTO t VALUES (1)"))
-            held.set()
-            time.sleep(0.3)
-            released_at.append(time.monotonic())
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    held.wait(5)
+    thread, released_at = hold_the_write_lock(sqlite_engine, 0.3)
     connection = kept.take()
     connection.execute(text("INSERT INTO t VALUES (2)"))
     started = time.monotonic()
