@@ -26,8 +26,10 @@ TWIML = "application/xml"
 _PROVIDER_ID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}", re.ASCII)
 
 
-# Twilio posts its webhook parameters in this form (UTF-8, percent-encoded).
+# Twilio posts its webhook parameters in this form (UTF-8, percent-encoded), maybe with a charset
+# parameter, which werkzeug's parser does not read either (it always decodes UTF-8).
 FORM_URLENCODED = "application/x-www-form-urlencoded"
+_FORM_WITH_PARAMETERS = FORM_URLENCODED + ";"
 
 
 class WebhookRequest(Request):
@@ -47,7 +49,9 @@ class WebhookRequest(Request):
             return
         environ = self.environ
         length = environ.get("CONTENT_LENGTH", "")
-        if environ.get("CONTENT_TYPE") != FORM_URLENCODED or not length.isdigit():
+        content_type = environ.get("CONTENT_TYPE", "")
+        url_encoded = content_type == FORM_URLENCODED or content_type.startswith(_FORM_WITH_PARAMETERS)
+        if not url_encoded or not length.isdigit():
             super()._load_form_data()
             return
         size = int(length)
