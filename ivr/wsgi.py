@@ -13,5 +13,7 @@ setup_logging()
 app = create_app()
 # What exists now lives as long as the worker: modules, the app, the engine, compiled statements.
 # Frozen, the collector's full passes no longer walk it all (they paused a worker 30-40 ms under
-# the voice benchmark), and its younger passes never look there either.
+# the voice benchmark), and its younger passes never look there either. Garbage left by the start is
+# collected first, or it would be kept for the worker's life.
+gc.collect()
 gc.freeze()
