@@ -195,9 +195,22 @@ class ConnectionSession(Session):
 
     def close(self) -> None:
         """Close the session; one that loaded, added and began nothing has nothing to let go."""
-        if self._transaction is None and not self.identity_map and not self._new and not self._deleted:
+        if not self.in_transaction() and not self.identity_map and not self._new and not self._deleted:
             return  # a Gather that does no ORM work: the session's close would clear empty maps
         super().close()
+
+
+# Bumped in a forked child: a KeptConnection opened before the fork belongs to the parent. (One
+# look at this number per request, instead of asking the kernel for the process id each time.)
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class KeptConnection:
@@ -213,7 +226,7 @@ class KeptConnection:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._connection: Connection | None = None
-        self._pid = 0
+        self._forks = _forks
         event.listen(engine, "engine_disposed", self._disposed)
 
     @property
@@ -224,13 +237,13 @@ class KeptConnection:
     def take(self) -> Connection:
         """Return the kept connection, opening a new one when there is none or it is no longer usable."""
         connection = self._connection
-        if connection is not None and self._pid == os.getpid():
+        if connection is not None and self._forks == _forks:
             if not connection.invalidated and not connection.closed and self._alive(connection):
                 return connection
             self.close()
         self._connection = None  # a forked child forgets its parent's connection without touching it
         connection = self.engine.connect()
-        self._connection, self._pid = connection, os.getpid()
+        self._connection, self._forks = connection, _forks
         if connection.dialect.name == "sqlite":
             # Every statement of the hot webhooks runs in a transaction _sqlite_begin opens: this
             # connection needs no busy handler, and is never handed back to the pool (see close).
@@ -251,7 +264,7 @@ class KeptConnection:
     def close(self) -> None:
         """Close the kept connection for good (the next `take` opens a new one)."""
         connection, self._connection = self._connection, None
-        if connection is not None and self._pid == os.getpid():
+        if connection is not None and self._forks == _forks:
             # Invalidated rather than checked in: after a dispose its pool is gone, and a broken
             # connection must not go back to a pool either.
             connection.invalidate()

@@ -230,3 +230,23 @@ def test_the_gunicorn_entry_point_sets_its_long_lived_objects_aside(tmp_path):
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert int(out.stdout.strip().splitlines()[-1]) > 10_000
+
+
+def test_a_forked_child_never_uses_its_parents_kept_connection(engine):
+    # gunicorn forks its workers: a connection kept before the fork belongs to the parent. The child
+    # opens its own and leaves the parent's alone; the parent keeps using its own.
+    from models.db import KeptConnection
+
+    kept = KeptConnection(engine)
+    parents = kept.take()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status, never return into pytest
+        code = 1
+        try:
+            code = 0 if kept.take() is not parents and not parents.closed else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert kept.take() is parents and parents.exec_driver_sql("SELECT 1").scalar() == 1
+    kept.close()
