@@ -62,11 +62,22 @@ def _say(parent: Any, texts: list[str], voice: Voice) -> None:
         parent.say(text, voice=voice.name, language=voice.language)
 
 
+def asked(result: StepResult) -> Ask | None:
+    """Return what the step asks the caller (None when the call ends with it)."""
+    return None if result.done else result.ask
+
+
+def records(result: StepResult) -> bool:
+    """Return whether the step records a comment (only a Record names a recording callback)."""
+    ask = asked(result)
+    return ask is not None and ask.kind == "record"
+
+
 def render_voice(
     result: StepResult, voice: Voice, action_url: str, recording_status_url: str | None = None
 ) -> str:
     """Render one engine step as TwiML: prompts, then a Gather or Record, or a hang-up."""
-    ask = None if result.done else result.ask
+    ask = asked(result)
     # Every call of a script hears the same few documents but for the survey's URLs: the document is
     # built once with placeholders (an ElementTree per request costs more than the rest of the step).
     template = _voice_template(tuple(result.say), voice, ask, recording_status_url is not None)

@@ -18,6 +18,7 @@ from ivr.twilio_adapter import (
     Voice,
     is_machine,
     map_call_status,
+    records,
     render_hangup,
     render_voice,
 )
@@ -78,13 +79,11 @@ def _render(survey: SurveyRecord, result: StepResult) -> str:
     settings = web.settings()
     base = settings.app.public_base_url
     seq = int(result.state["seq"])
-    ask = None if result.done else result.ask
-    records = ask is not None and ask.kind == "record"  # only a Record names a recording callback
     return render_voice(
         result,
         voice_for(settings, survey.language),
         voice_gather_url(base, survey.token, seq),
-        recording_status_url(base, survey.token) if records else None,
+        recording_status_url(base, survey.token) if records(result) else None,
     )
 
 
