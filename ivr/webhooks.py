@@ -51,13 +51,10 @@ class WebhookRequest(Request):
         length = environ.get("CONTENT_LENGTH", "")
         content_type = environ.get("CONTENT_TYPE", "")
         url_encoded = content_type == FORM_URLENCODED or content_type.startswith(_FORM_WITH_PARAMETERS)
-        if not url_encoded or not length.isdigit():
-            super()._load_form_data()
-            return
-        size = int(length)
         limit = self.max_content_length
-        if limit is not None and size > limit:
-            super()._load_form_data()  # werkzeug answers 413
+        size = int(length) if length.isdigit() else -1
+        if not url_encoded or size < 0 or (limit is not None and size > limit):
+            super()._load_form_data()  # werkzeug's parser, or its 413 for a body beyond the limit
             return
         body = environ["wsgi.input"].read(size) if size else b""
         try:
