@@ -233,8 +233,7 @@ def _statistics_as_a_live_server_keeps_them(session: Any) -> None:
         return
     if session.execute(text("SHOW autovacuum")).scalar() == "off":
         print("  autovacuum is off on this server: ANALYZE before the quarter metrics")
-        session.commit()
-        session.connection().execute(text("ANALYZE"))
+        session.execute(text("ANALYZE"))
         session.commit()
 
 

@@ -165,7 +165,7 @@ def fresh_postgres(url: str, name: str) -> str:
     return url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def analyze(url: str) -> None:
+def settle_store(url: str) -> None:
     """Bring a freshly loaded store to the state a live database is in before it is measured.
 
     The planner's statistics: without them PostgreSQL plans the SMS routing query as a scan of every
@@ -259,10 +259,6 @@ class Round:
         return self.webhook.requests_per_second / self.bare.requests_per_second
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def run_webhook_benchmark(
     description: str,
     build_store: Callable[[str, int], list[tuple[str, str, str]]],
@@ -305,47 +301,18 @@ def run_webhook_benchmark(
             measured = []
             for name, url in databases:
                 requests = build_store(url, args.surveys * args.rounds)
-                analyze(url)
-                files = []
-                for index in range(args.rounds):  # a slice of the surveys per round
-                    requests_file = Path(tmp) / f"{name}-{index + 1}.tsv"
-                    write_requests(requests_file, requests[index * args.surveys : (index + 1) * args.surveys])
-                    files.append(requests_file)
-                config = Path(tmp) / f"{name}.toml"
-                config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
-                server = Gunicorn(
-                    "ivr.wsgi:app", env={"RETURNVISIT_CONFIG": str(config)}, log=Path(tmp) / f"{name}.log"
-                )
-                try:
-                    warm_up(server.port)
-                    rounds = []
-                    print(
-                        f"{name}: {args.rounds} round(s) of {args.seconds} s: "
-                        "the bare endpoint, then the webhook"
-                    )
-                    print(
-                        f"  {'round':<7}{'bare req/s':>11}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}"
-                    )
-                    for index, requests_file in enumerate(files):
-                        # Each run starts with no disk writes pending from the one before (the
-                        # kernel writes a SQLite round's pages back later, in the next rounds).
-                        os.sync()
-                        baseline = run_wrk(bare.port, bare_file, seconds=args.seconds)
-                        os.sync()
-                        result = run_wrk(server.port, requests_file, seconds=args.seconds)
-                        rounds.append(Round(baseline, result))
-                        print(
-                            f"  {index + 1:<7}{baseline.requests_per_second:>11,.0f}"
-                            f"{result.requests_per_second:>9,.0f}{result.p50_ms:>8.1f}{result.p99_ms:>8.1f}"
-                            f"{rounds[-1].ratio:>7.0%}"
-                        )
-                    rss = server.worker_rss_mb()
-                finally:
-                    server.stop()
+                settle_store(url)
+                slices = [  # each round answers surveys of its own
+                    requests[index * args.surveys : (index + 1) * args.surveys]
+                    for index in range(args.rounds)
+                ]
+                rounds, rss = _measure_rounds(name, url, slices, bare, bare_file, Path(tmp), args.seconds)
                 measured.append((name, rounds, rss))
         finally:
             bare.stop()
-        bare_rate = _median([r.bare.requests_per_second for _, rounds, _ in measured for r in rounds])
+        bare_rate = statistics.median(
+            [r.bare.requests_per_second for _, rounds, _ in measured for r in rounds]
+        )
         print(f"bare Flask endpoint: {bare_rate:,.0f} req/s (median of every round)")
         report(
             "bare Flask endpoint (same run)",
@@ -358,29 +325,67 @@ def run_webhook_benchmark(
             f"{'ratio':>7}{'target':>8}{'worker RSS MB':>15}  result"
         )
         for name, rounds, rss in measured:
-            summary = _summary(rounds)
+            summary = _summary(rounds, args.surveys)
             target = targets.get(name)
-            exhausted = any(r.webhook.requests > args.surveys for r in rounds)
             ok = (
                 (target is None or summary.requests_per_second >= target)
                 and (p99_target_ms is None or summary.p99_ms < p99_target_ms)
                 and (ratio_target is None or summary.ratio >= ratio_target)
-                and not exhausted
+                and not summary.exhausted
             )
-            errors = ", ".join(sorted({r.webhook.errors for r in rounds}))
             print(
                 f"{name:<12}{summary.requests_per_second:>9,.0f}{'>= ' + str(target) if target else '-':>9}"
                 f"{summary.p50_ms:>8.1f}{summary.p99_ms:>8.1f}"
                 f"{'< ' + format(p99_target_ms, 'g') if p99_target_ms else '-':>8}{summary.ratio:>7.0%}"
                 f"{'>= ' + format(ratio_target, '.0%') if ratio_target else '-':>8}"
-                f"{rss:>15.0f}  {'ok' if ok else 'MISSED'}  (errors: {errors})"
+                f"{rss:>15.0f}  {'ok' if ok else 'MISSED'}  (errors: {summary.errors})"
             )
-            if exhausted:
+            if summary.exhausted:
                 print(
                     f"  note: a round sent more requests than its {args.surveys} surveys: "
                     "rerun with more --surveys"
                 )
             _report_database(name, summary, rounds, rss, target, p99_target_ms, ratio_target, args.surveys)
+
+
+def _measure_rounds(
+    name: str,
+    url: str,
+    slices: list[list[tuple[str, str, str]]],
+    bare: Gunicorn,
+    bare_file: Path,
+    tmp: Path,
+    seconds: int,
+) -> tuple[list[Round], float]:
+    """Serve the app on `url` and run the rounds (bare endpoint, then webhook); return them and the
+    workers' peak RSS, printing each round."""
+    files = []
+    for index, requests in enumerate(slices):
+        files.append(tmp / f"{name}-{index + 1}.tsv")
+        write_requests(files[-1], requests)
+    config = tmp / f"{name}.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
+    server = Gunicorn("ivr.wsgi:app", env={"RETURNVISIT_CONFIG": str(config)}, log=tmp / f"{name}.log")
+    try:
+        warm_up(server.port)
+        print(f"{name}: {len(files)} round(s) of {seconds} s: the bare endpoint, then the webhook")
+        print(f"  {'round':<7}{'bare req/s':>11}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}")
+        rounds = []
+        for index, requests_file in enumerate(files):
+            # Each run starts with no disk writes pending from the one before (the kernel writes a
+            # SQLite round's pages back later, in the next rounds).
+            os.sync()
+            baseline = run_wrk(bare.port, bare_file, seconds=seconds)
+            os.sync()
+            result = run_wrk(server.port, requests_file, seconds=seconds)
+            rounds.append(Round(baseline, result))
+            print(
+                f"  {index + 1:<7}{baseline.requests_per_second:>11,.0f}{result.requests_per_second:>9,.0f}"
+                f"{result.p50_ms:>8.1f}{result.p99_ms:>8.1f}{rounds[-1].ratio:>7.0%}"
+            )
+        return rounds, server.worker_rss_mb()
+    finally:
+        server.stop()
 
 
 @dataclass
@@ -389,15 +394,19 @@ class _Summary:
     p50_ms: float
     p99_ms: float
     ratio: float
+    exhausted: bool  # a round sent more requests than it had surveys (some were replays)
+    errors: str
 
 
-def _summary(rounds: list[Round]) -> _Summary:
+def _summary(rounds: list[Round], surveys: int) -> _Summary:
     """The median of each figure over the rounds (each ratio is its own round's)."""
     return _Summary(
-        _median([r.webhook.requests_per_second for r in rounds]),
-        _median([r.webhook.p50_ms for r in rounds]),
-        _median([r.webhook.p99_ms for r in rounds]),
-        _median([r.ratio for r in rounds]),
+        statistics.median(r.webhook.requests_per_second for r in rounds),
+        statistics.median(r.webhook.p50_ms for r in rounds),
+        statistics.median(r.webhook.p99_ms for r in rounds),
+        statistics.median(r.ratio for r in rounds),
+        exhausted=any(r.webhook.requests > surveys for r in rounds),
+        errors=", ".join(sorted({r.webhook.errors for r in rounds})),
     )
 
 
@@ -412,22 +421,20 @@ def _report_database(
     surveys: int,
 ) -> None:
     """Report one database's medians to bench/results.py (the table of `make bench`)."""
-    exhausted = any(r.webhook.requests > surveys for r in rounds)
-    errors = ", ".join(sorted({r.webhook.errors for r in rounds}))
 
     def spread(values: list[float], text: Callable[[float], str]) -> str:
         return f"median of {len(values)} rounds, {text(min(values))} to {text(max(values))}"
 
     rates = spread([r.webhook.requests_per_second for r in rounds], lambda v: f"{v:,.0f} req/s")
-    note = f"{rates}, errors: {errors}"
-    if exhausted:
+    note = f"{rates}, errors: {summary.errors}"
+    if summary.exhausted:
         note += f"; a round sent more requests than its {surveys:,} surveys: rerun with more --surveys"
     report(
         f"{name}: req/s",
         summary.requests_per_second,
         "req/s",
         target=f">= {target:,}" if target else None,
-        ok=(summary.requests_per_second >= target and not exhausted) if target else None,
+        ok=(summary.requests_per_second >= target and not summary.exhausted) if target else None,
         note=note,
     )
     report(
