@@ -222,7 +222,12 @@ def test_normalize_is_idempotent_on_number_shaped_strings(raw):
 
 
 def _is_valid_cn_mobile(national: str) -> bool:
-    number = phonenumbers.parse(national, "CN")
+    try:
+        # Some 1[3-9]… strings are not numbers at all to phonenumbers: "17900005000" loses "179" as
+        # a carrier prefix and is refused as too short.
+        number = phonenumbers.parse(national, "CN")
+    except phonenumbers.NumberParseException:
+        return False
     return phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE
 
 
