@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,6 +59,8 @@ class LoadResult:
     p99_ms: float
     requests: int
     errors: str
+    worker_cpu_ms: float = float("nan")  # the server's workers' CPU (user + system) per request
+    steal: float = float("nan")  # the share of the machine's time its host gave to others meanwhile
 
 
 def ensure_wrk() -> str:
@@ -134,10 +136,22 @@ class Gunicorn:
         tail = self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
         raise SystemExit("gunicorn did not start; the end of its log:\n" + "\n".join(tail))
 
+    def workers(self) -> list[str]:
+        """Return the process ids of the server's workers."""
+        return Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+
+    def worker_cpu_seconds(self) -> float:
+        """Return the CPU time (user + system) the workers have used so far."""
+        ticks = 0
+        for pid in self.workers():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def worker_rss_mb(self) -> float:
         """Return the peak RSS of the largest worker (VmHWM), in MB."""
         peaks = []
-        for child in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split():
+        for child in self.workers():
             status = Path(f"/proc/{child}/status").read_text()
             match = re.search(r"VmHWM:\s+(\d+) kB", status)
             if match:
@@ -235,6 +249,25 @@ def run_wrk(
     return LoadResult(rate, percentile("50"), percentile("99"), total, errors or "none")
 
 
+def _machine_times() -> list[int]:
+    return [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def load(server: Gunicorn, requests_file: Path, *, seconds: int) -> LoadResult:
+    """Run wrk against `server` (see run_wrk); add what its workers spent per request and the steal.
+
+    The workers' CPU per request is the cost a ratio of rates stands for, without wrk's own share
+    of the two cores or an idle moment; the steal (the hypervisor's time for other guests, from
+    /proc/stat) says how much the host took from this machine during the run.
+    """
+    cpu, machine = server.worker_cpu_seconds(), _machine_times()
+    result = run_wrk(server.port, requests_file, seconds=seconds)
+    cpu = server.worker_cpu_seconds() - cpu
+    machine = [after - before for before, after in zip(machine, _machine_times(), strict=True)]
+    steal = machine[7] / max(sum(machine), 1)  # user nice system idle iowait irq softirq steal ...
+    return replace(result, worker_cpu_ms=1000 * cpu / max(result.requests, 1), steal=steal)
+
+
 def warm_up(port: int) -> None:
     """Let every worker import the app before the measurement starts."""
     import urllib.error
@@ -257,6 +290,11 @@ class Round:
     @property
     def ratio(self) -> float:
         return self.webhook.requests_per_second / self.bare.requests_per_second
+
+    @property
+    def cpu_ratio(self) -> float:
+        """The bare workers' CPU per request over the webhook workers': the ratio if CPU were all."""
+        return self.bare.worker_cpu_ms / self.webhook.worker_cpu_ms
 
 
 def run_webhook_benchmark(
@@ -340,6 +378,10 @@ def run_webhook_benchmark(
                 f"{'>= ' + format(ratio_target, '.0%') if ratio_target else '-':>8}"
                 f"{rss:>15.0f}  {'ok' if ok else 'MISSED'}  (errors: {summary.errors})"
             )
+            print(
+                f"  worker CPU per request: {summary.worker_cpu_ms:.3f} ms, the bare endpoint's "
+                f"{summary.bare_worker_cpu_ms:.3f} ms ({summary.cpu_ratio:.0%} of the webhook's)"
+            )
             if summary.exhausted:
                 print(
                     f"  note: a round sent more requests than its {args.surveys} surveys: "
@@ -369,19 +411,24 @@ def _measure_rounds(
     try:
         warm_up(server.port)
         print(f"{name}: {len(files)} round(s) of {seconds} s: the bare endpoint, then the webhook")
-        print(f"  {'round':<7}{'bare req/s':>11}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}")
+        print(
+            f"  {'round':<7}{'bare req/s':>11}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}"
+            f"{'worker CPU ms/req: bare':>25}{'webhook':>9}{'ratio':>7}{'steal':>7}"
+        )
         rounds = []
         for index, requests_file in enumerate(files):
             # Each run starts with no disk writes pending from the one before (the kernel writes a
             # SQLite round's pages back later, in the next rounds).
             os.sync()
-            baseline = run_wrk(bare.port, bare_file, seconds=seconds)
+            baseline = load(bare, bare_file, seconds=seconds)
             os.sync()
-            result = run_wrk(server.port, requests_file, seconds=seconds)
+            result = load(server, requests_file, seconds=seconds)
             rounds.append(Round(baseline, result))
             print(
                 f"  {index + 1:<7}{baseline.requests_per_second:>11,.0f}{result.requests_per_second:>9,.0f}"
                 f"{result.p50_ms:>8.1f}{result.p99_ms:>8.1f}{rounds[-1].ratio:>7.0%}"
+                f"{baseline.worker_cpu_ms:>25.3f}{result.worker_cpu_ms:>9.3f}{rounds[-1].cpu_ratio:>7.0%}"
+                f"{max(baseline.steal, result.steal):>7.0%}"
             )
         return rounds, server.worker_rss_mb()
     finally:
@@ -396,6 +443,9 @@ class _Summary:
     ratio: float
     exhausted: bool  # a round sent more requests than it had surveys (some were replays)
     errors: str
+    worker_cpu_ms: float  # the webhook workers' CPU per request
+    bare_worker_cpu_ms: float  # the bare endpoint's, in the same rounds
+    cpu_ratio: float
 
 
 def _summary(rounds: list[Round], surveys: int) -> _Summary:
@@ -407,6 +457,9 @@ def _summary(rounds: list[Round], surveys: int) -> _Summary:
         statistics.median(r.ratio for r in rounds),
         exhausted=any(r.webhook.requests > surveys for r in rounds),
         errors=", ".join(sorted({r.webhook.errors for r in rounds})),
+        worker_cpu_ms=statistics.median(r.webhook.worker_cpu_ms for r in rounds),
+        bare_worker_cpu_ms=statistics.median(r.bare.worker_cpu_ms for r in rounds),
+        cpu_ratio=statistics.median(r.cpu_ratio for r in rounds),
     )
 
 
@@ -454,5 +507,12 @@ def _report_database(
         ok=summary.ratio >= ratio_target if ratio_target else None,
         note=spread([r.ratio for r in rounds], lambda v: f"{v:.0%}")
         + ", each beside its round's bare endpoint",
+    )
+    report(
+        f"{name}: worker CPU per request",
+        summary.worker_cpu_ms,
+        "ms",
+        note=f"the bare endpoint's {summary.bare_worker_cpu_ms:.3f} ms, "
+        f"{summary.cpu_ratio:.0%} of the webhook's (medians of {len(rounds)} rounds)",
     )
     report(f"{name}: peak RSS of a worker", rss, "MB", note="largest of the 2 gunicorn sync workers (VmHWM)")
