@@ -35,9 +35,10 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
 
 from ivr import conversation, web
 from ivr.script import ItemContext, Script, SmsReply, awaiting, default_script
@@ -127,8 +128,7 @@ def _language(tag: str | None) -> str:
     return "en-US" if (tag or "").lower().startswith("en") else "zh-CN"
 
 
-def _message_sid() -> str | None:
-    form = request.form
+def _message_sid(form: MultiDict[str, str]) -> str | None:
     raw = (form.get("MessageSid") or form.get("SmsMessageSid") or form.get("SmsSid") or "").strip()
     if _SID.fullmatch(raw):
         return raw
@@ -137,21 +137,21 @@ def _message_sid() -> str | None:
     return None
 
 
-def _token() -> str | None:
+def _token(args: MultiDict[str, str]) -> str | None:
     # Survey tokens are URL-safe; anything else (a NUL byte makes PostgreSQL raise) names no survey.
-    token = request.args.get("survey", "")
+    token = args.get("survey", "")
     return token if _TOKEN.fullmatch(token) else None
 
 
-def _attempt_id() -> int | None:
+def _attempt_id(args: MultiDict[str, str]) -> int | None:
     # An id beyond the integer column's range would make PostgreSQL raise rather than find nothing.
-    raw = request.args.get("attempt", "")
+    raw = args.get("attempt", "")
     return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**31 else None
 
 
-def _number(field: str, settings: Settings) -> tuple[str | None, str | None]:
+def _number(form: MultiDict[str, str], field: str, settings: Settings) -> tuple[str | None, str | None]:
     """Return (E.164 or None, the text to store) of a phone field of the form."""
-    raw = request.form.get(field, "").replace("\x00", "").strip()
+    raw = form.get(field, "").replace("\x00", "").strip()
     e164 = _e164(raw[:64], settings.phones.default_region) if raw else None
     return e164, (e164 or raw[:20] or None)
 
@@ -166,13 +166,14 @@ def _e164(raw: str, region: str) -> str | None:
 @twilio_webhook(_no_reply)
 def inbound() -> Response:
     """A citizen's text: answer a keyword, continue their survey, or keep it as late or unknown."""
+    form = web.current_request().form
     session = web.webhook_session()
     settings = web.settings()
     now = utcnow()
-    sid = _message_sid()
-    citizen, sender = _number("From", settings)
-    _, ours = _number("To", settings)
-    body = request.form.get("Body", "").replace("\x00", "")  # PostgreSQL text cannot hold NUL
+    sid = _message_sid(form)
+    citizen, sender = _number(form, "From", settings)
+    _, ours = _number(form, "To", settings)
+    body = form.get("Body", "").replace("\x00", "")  # PostgreSQL text cannot hold NUL
 
     route = open_sms_survey(session, citizen, ours, for_update=True) if citizen and ours else None
     survey = route.survey if route else None
@@ -327,11 +328,12 @@ def _keyword(
 @twilio_webhook(unavailable)
 def message_status() -> Response:
     """A survey text's status callback: move the attempt forward; settle the survey if it failed."""
+    req = web.current_request()
     session = web.db_session()
     now = utcnow()
-    status = map_message_status(request.form.get("MessageStatus") or request.form.get("SmsStatus"))
-    error_code = request.form.get("ErrorCode", "").strip()[:20] or None
-    sid = _message_sid()
+    status = map_message_status(req.form.get("MessageStatus") or req.form.get("SmsStatus"))
+    error_code = req.form.get("ErrorCode", "").strip()[:20] or None
+    sid = _message_sid(req.form)
     if status is not None and sid is not None:
         # Like the attempt below: forward only, and a delivered text stays delivered.
         limit = min(_progress(status), _progress(AttemptStatus.DELIVERED))
@@ -345,8 +347,8 @@ def message_status() -> Response:
             )
             .values(status=status.value, error_code=error_code)
         )
-    survey = survey_by_token(session, _token(), for_update=True)
-    attempt = attempt_of(session, survey, _attempt_id()) if survey else None
+    survey = survey_by_token(session, _token(req.args), for_update=True)
+    attempt = attempt_of(session, survey, _attempt_id(req.args)) if survey else None
     if survey is None or attempt is None or status is None:
         session.commit()
         return no_content()

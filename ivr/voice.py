@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
+from werkzeug.datastructures import MultiDict
 
 from ivr import conversation, web
 from ivr.script import Digits, Hangup, Input, Recording, RecordingSkipped, StepResult, awaiting
@@ -110,9 +111,9 @@ def _replay(survey: SurveyRecord, call_sid: str, request_key: str) -> str | None
     return (stored.get("replies") or {}).get(request_key)
 
 
-def _form_int(name: str) -> int | None:
+def _form_int(form: MultiDict[str, str], name: str) -> int | None:
     try:
-        return max(0, int(float(request.form.get(name, ""))))
+        return max(0, int(float(form.get(name, ""))))
     except ValueError:
         return None
 
@@ -121,22 +122,23 @@ def _form_int(name: str) -> int | None:
 @twilio_webhook(apology)
 def answered() -> Response:
     """The citizen picked up: greet them and ask the first question (or hang up on a machine)."""
+    req = web.current_request()
     session = web.webhook_session()
     now = utcnow()
-    survey = load_survey(session, request.args.get("survey"), for_update=True)
-    call_sid = request.form.get("CallSid", "")
+    survey = load_survey(session, req.args.get("survey"), for_update=True)
+    call_sid = req.form.get("CallSid", "")
     if survey is None:
         return _goodbye(None)
     stored = survey.script_state
     if call_sid and stored.get("call_sid") == call_sid and stored.get("last_twiml"):
         # Twilio repeated the answer webhook of a call already under way: the current step again.
         return twiml_response(str(stored["last_twiml"]))
-    attempt = attempt_of(session, survey, request.args.get("attempt"))
+    attempt = attempt_of(session, survey, req.args.get("attempt"))
     if attempt is not None:
         _note_call(attempt, call_sid)
     if survey.state == SurveyState.DONE:
         return _goodbye(survey)
-    answered_by = request.form.get("AnsweredBy")
+    answered_by = req.form.get("AnsweredBy")
     if is_machine(answered_by):
         # Hang up; the final status callback records the attempt as a machine and settles it.
         if attempt is not None:
@@ -161,13 +163,13 @@ def _note_call(attempt: Attempt, call_sid: str) -> None:
         attempt.provider_id = call_sid
 
 
-def _input_for(state: dict[str, Any]) -> Input:
-    digits = request.form.get("Digits")
+def _input_for(form: MultiDict[str, str], state: dict[str, Any]) -> Input:
+    digits = form.get("Digits")
     if digits == "hangup":
         return Hangup()
     if awaiting(state) == "comment":
-        url = request.form.get("RecordingUrl", "")
-        duration = _form_int("RecordingDuration") or 0
+        url = form.get("RecordingUrl", "")
+        duration = _form_int(form, "RecordingDuration") or 0
         return Recording(url=url, duration=duration) if url and duration > 0 else RecordingSkipped()
     return Digits(digits=(digits or "").strip())
 
@@ -176,24 +178,25 @@ def _input_for(state: dict[str, Any]) -> Input:
 @twilio_webhook(apology)
 def gathered() -> Response:
     """Keys were pressed (or not) at a menu, or a comment was recorded: take the next step."""
+    req = web.current_request()
     session = web.webhook_session()
     now = utcnow()
-    survey = load_survey(session, request.args.get("survey"), for_update=True)
-    call_sid = request.form.get("CallSid", "")
+    survey = load_survey(session, req.args.get("survey"), for_update=True)
+    call_sid = req.form.get("CallSid", "")
     if survey is None:
         return _goodbye(None)
-    request_key = f"gather:{request.args.get('seq', '')}"
+    request_key = f"gather:{req.args.get('seq', '')}"
     replay = _replay(survey, call_sid, request_key)
     if replay:
         return twiml_response(replay)
     state = conversation.conversation_state(survey, VOICE)
     if survey.state == SurveyState.DONE or state is None:
         return _goodbye(survey)
-    if str(state.get("seq")) != request.args.get("seq"):
+    if str(state.get("seq")) != req.args.get("seq"):
         # A stale action from an earlier step: answer with the current step again.
         stored = survey.script_state.get("last_twiml")
         return twiml_response(str(stored)) if stored else _goodbye(survey)
-    result = conversation.advance(session, survey, VOICE, _input_for(state), web.settings(), now)
+    result = conversation.advance(session, survey, VOICE, _input_for(req.form, state), web.settings(), now)
     twiml = _render(survey, result)
     _remember(survey, call_sid, request_key, twiml)
     save_survey(session, survey)
@@ -205,24 +208,25 @@ def gathered() -> Response:
 @twilio_webhook(unavailable)
 def call_status() -> Response:
     """A call status callback: keep the attempt current; settle the survey when the call ended."""
+    req = web.current_request()
     session = web.db_session()
     now = utcnow()
-    survey = survey_by_token(session, request.args.get("survey"), for_update=True)
+    survey = survey_by_token(session, req.args.get("survey"), for_update=True)
     if survey is None:
         return no_content()
-    attempt = attempt_of(session, survey, request.args.get("attempt"))
+    attempt = attempt_of(session, survey, req.args.get("attempt"))
     if attempt is None:
         return no_content()
-    answered_by = request.form.get("AnsweredBy") or attempt.answered_by
-    status = map_call_status(request.form.get("CallStatus"), answered_by)
+    answered_by = req.form.get("AnsweredBy") or attempt.answered_by
+    status = map_call_status(req.form.get("CallStatus"), answered_by)
     if status is None:
         return no_content()
-    _note_call(attempt, request.form.get("CallSid", ""))
+    _note_call(attempt, req.form.get("CallSid", ""))
     if attempt.status in FINAL_ATTEMPT_STATUSES:
         session.commit()
         return no_content()  # a late or repeated callback never moves a finished attempt back
     attempt.answered_by = answered_by
-    attempt.error_code = request.form.get("ErrorCode") or attempt.error_code
+    attempt.error_code = req.form.get("ErrorCode") or attempt.error_code
     if status not in FINAL_ATTEMPT_STATUSES:
         if status == AttemptStatus.IN_PROGRESS or attempt.status != AttemptStatus.IN_PROGRESS:
             attempt.status = status
@@ -230,7 +234,7 @@ def call_status() -> Response:
         return no_content()
     attempt.status = status
     attempt.ended_at = now
-    attempt.duration_seconds = _form_int("CallDuration")
+    attempt.duration_seconds = _form_int(req.form, "CallDuration")
     _settle(session, survey, attempt, now)
     session.commit()
     return no_content()
@@ -270,13 +274,14 @@ def _settle(session: Any, survey: Survey, attempt: Attempt, now: Any) -> None:
 @twilio_webhook(unavailable)
 def recording_status() -> Response:
     """The recorded comment is stored: keep its URL and duration with the answer."""
+    req = web.current_request()
     session = web.db_session()
     now = utcnow()
-    survey = survey_by_token(session, request.args.get("survey"), for_update=True)
-    url = request.form.get("RecordingUrl", "")
-    if survey is None or not url or request.form.get("RecordingStatus", "completed") != "completed":
+    survey = survey_by_token(session, req.args.get("survey"), for_update=True)
+    url = req.form.get("RecordingUrl", "")
+    if survey is None or not url or req.form.get("RecordingStatus", "completed") != "completed":
         return no_content()
-    duration = _form_int("RecordingDuration")
+    duration = _form_int(req.form, "RecordingDuration")
     comment = answers_of(session, survey).get("comment")
     if comment is None:
         record_answer(

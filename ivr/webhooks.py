@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" decoding error handler
-from flask import Request, Response, request
+from flask import Request, Response
 from werkzeug.datastructures import MultiDict
 
 from ivr import web
@@ -64,23 +64,23 @@ class WebhookRequest(Request):
         self.__dict__.update(stream=io.BytesIO(), form=MultiDict(items), files=MultiDict())
 
 
-def signed_url() -> str:
-    """Return the URL Twilio signed: the public base URL plus this request's path and query."""
+def signed_url(req: Request) -> str:
+    """Return the URL Twilio signed: the public base URL plus the request's path and query."""
     base = web.settings().app.public_base_url
-    query = request.query_string.decode("latin-1")
-    return f"{base}{request.path}" + (f"?{query}" if query else "")
+    query = req.query_string.decode("latin-1")
+    return f"{base}{req.path}" + (f"?{query}" if query else "")
 
 
-def signature_ok() -> bool:
-    """Return whether X-Twilio-Signature is valid (or the check is off in development)."""
+def signature_ok(req: Request) -> bool:
+    """Return whether the request's X-Twilio-Signature is valid (or the check is off in development)."""
     settings = web.settings()
     if not settings.twilio.validate_signatures:
         return True  # refused in production by load_settings
     return is_valid_signature(
         settings.twilio.auth_token,
-        signed_url(),
-        request.form,
-        request.headers.get("X-Twilio-Signature"),
+        signed_url(req),
+        req.form,
+        req.headers.get("X-Twilio-Signature"),
     )
 
 
@@ -108,24 +108,25 @@ def twilio_webhook(
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             started = time.perf_counter()
-            if not signature_ok():
+            req = web.current_request()
+            if not signature_ok(req):
                 response = Response("invalid signature", status=403, mimetype="text/plain")
                 log.warning(
                     "forged or unsigned request refused: %s %s from %s",
-                    request.method,
-                    request.path,
-                    request.remote_addr,
-                    extra=_ids(),
+                    req.method,
+                    req.path,
+                    req.remote_addr,
+                    extra=_ids(req),
                 )
-                _served(response, started, log_line=False)
+                _served(req, response, started, log_line=False)
                 return response
             try:
                 response = view(*args, **kwargs)
             except Exception:
                 # The caller hears an apology and the call ends; Twilio never sees a trace.
-                log.exception("webhook %s failed", request.path, extra=_ids())
+                log.exception("webhook %s failed", req.path, extra=_ids(req))
                 response = on_error()
-            _served(response, started)
+            _served(req, response, started)
             return response
 
         return wrapper
@@ -133,10 +134,10 @@ def twilio_webhook(
     return decorate
 
 
-def _ids() -> dict[str, str]:
-    """Return the provider ids and survey token prefix of this request, as log fields."""
-    form = request.form
-    fields = {"survey": request.args.get("survey", "-")[:8]}
+def _ids(req: Request) -> dict[str, str]:
+    """Return the provider ids and survey token prefix of a request, as log fields."""
+    form = req.form
+    fields = {"survey": req.args.get("survey", "-")[:8]}
     if call_sid := form.get("CallSid"):
         fields["call_sid"] = _sid(call_sid)
     if message_sid := form.get("MessageSid"):
@@ -149,18 +150,18 @@ def _sid(value: str) -> str:
     return value if _PROVIDER_ID.fullmatch(value) else "malformed"
 
 
-def _served(response: Response, started: float, *, log_line: bool = True) -> None:
+def _served(req: Request, response: Response, started: float, *, log_line: bool = True) -> None:
     """Observe the latency and status of an answered webhook; log its one line."""
     seconds = time.perf_counter() - started
-    endpoint = request.endpoint or "unknown"
+    endpoint = req.endpoint or "unknown"
     observe_webhook(endpoint, response.status_code, seconds)
     if log_line and log.isEnabledFor(logging.INFO):
-        fields: dict[str, Any] = _ids()
+        fields: dict[str, Any] = _ids(req)
         fields.update(endpoint=endpoint, status=response.status_code, latency_ms=round(seconds * 1000, 2))
         log.info(
             "%s %s %s %.1fms",
-            request.method,
-            request.path,
+            req.method,
+            req.path,
             response.status_code,
             seconds * 1000,
             extra=fields,

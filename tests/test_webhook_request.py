@@ -114,3 +114,19 @@ def test_the_public_app_uses_it(session_factory):
 
     app = create_app(load_settings(env={}), session_factory=session_factory)
     assert app.request_class is WebhookRequest
+
+
+def test_a_webhook_reads_the_request_itself_not_flasks_proxy(session_factory):
+    # ivr.web.current_request: attributes read through flask.request cost a failed look-up each.
+    from flask import request
+
+    from ivr import web
+    from ivr.app import create_app
+    from models.settings import load_settings
+
+    app = create_app(load_settings(env={}), session_factory=session_factory)
+    with app.test_request_context("/twilio/voice/gather?seq=1", method="POST", data={"Digits": "1"}):
+        current = web.current_request()
+        assert type(current) is WebhookRequest
+        assert current is request._get_current_object()
+        assert current.form["Digits"] == "1"
