@@ -37,6 +37,25 @@ def sign_request(auth_token: str, url: str, params: Mapping[str, Any]) -> str:
     return str(_validator(auth_token).compute_signature(url, params))
 
 
+class _EveryValue:
+    """A form as RequestValidator reads it first: its names, and every value of a name by getall().
+
+    The validator asks for `getall` (the multidict of aiohttp and others) before `getlist`: given
+    werkzeug's form directly, each parameter costs it a raised and caught AttributeError.
+    """
+
+    __slots__ = ("_form",)
+
+    def __init__(self, form: Any) -> None:
+        self._form = form
+
+    def __iter__(self) -> Any:
+        return iter(self._form)
+
+    def getall(self, name: str) -> list[str]:
+        return list(self._form.getlist(name))
+
+
 def is_valid_signature(auth_token: str, url: str, params: Any, signature: str | None) -> bool:
     """Return whether a request's X-Twilio-Signature matches its URL and form."""
     if not signature:
@@ -44,7 +63,8 @@ def is_valid_signature(auth_token: str, url: str, params: Any, signature: str | 
     validator = _validator(auth_token)
     # Twilio signs the URL as configured, which is ours exactly: one HMAC settles the usual case. The
     # library's full check (the URL with and without a port, a signed JSON body) decides the rest.
-    if hmac.compare_digest(str(validator.compute_signature(url, params)), signature):
+    every = _EveryValue(params) if hasattr(params, "getlist") else params
+    if hmac.compare_digest(str(validator.compute_signature(url, every)), signature):
         return True
     return bool(validator.validate(url, params, signature))
 

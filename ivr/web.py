@@ -17,6 +17,7 @@ from flask import Flask, Request, current_app, g, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db import KeptConnection, connection_session, make_engine, make_sessionmaker
 from models.settings import Settings
 
 _EXT = "returnvisit"
@@ -24,8 +25,6 @@ _EXT = "returnvisit"
 
 def init_app(app: Flask, settings: Settings, session_factory: sessionmaker[Session]) -> None:
     """Attach settings and the session factory to an app."""
-    from models.db import KeptConnection
-
     engine = getattr(session_factory, "kw", {}).get("bind")  # a test may give any callable
     kept = KeptConnection(engine) if isinstance(engine, Engine) else None
     app.extensions[_EXT] = {"settings": settings, "sessions": session_factory, "kept": kept}
@@ -34,8 +33,6 @@ def init_app(app: Flask, settings: Settings, session_factory: sessionmaker[Sessi
 
 def session_factory_for(settings: Settings) -> sessionmaker[Session]:
     """Return a session factory on a new engine for the configured database (app factories use it)."""
-    from models.db import make_engine, make_sessionmaker
-
     return make_sessionmaker(make_engine(settings.database.url, echo=settings.database.echo))
 
 
@@ -76,8 +73,6 @@ def webhook_session() -> Session:
     state = g._get_current_object()
     session: Session | None = state.get("db_session")
     if session is None:
-        from models.db import connection_session
-
         kept = None
         if not current_request().environ.get("wsgi.multithread", True):
             kept = _extension()["kept"]
