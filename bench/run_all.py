@@ -71,7 +71,11 @@ def plan(*, quick: bool, skip_pg: bool, pg_url: str, workdir: str) -> list[Bench
     ]
     if not skip_pg:
         runs.append(Benchmark("quarter_report", (*answers, "--url", pg_url)))
-    runs += [Benchmark("voice_webhook", (*webhook, *pg)), Benchmark("sms_webhook", (*webhook, *pg))]
+    runs += [
+        Benchmark("voice_webhook", (*webhook, *pg)),
+        Benchmark("sms_webhook", (*webhook, *pg)),
+        Benchmark("voice_instructions", ("--requests", "100") if quick else ()),
+    ]
     return runs
 
 

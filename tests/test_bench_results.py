@@ -203,11 +203,20 @@ def test_the_table_of_an_earlier_results_file_is_printed_on_request(tmp_path, ca
 def test_quick_plan_without_postgresql_passes_small_sizes_and_skip_pg_to_every_benchmark(tmp_path):
     runs = run_all.plan(quick=True, skip_pg=True, pg_url="postgresql+psycopg://x/test", workdir=str(tmp_path))
     names = [run.name for run in runs]
-    assert names == ["import_items", "schedule", "quarter_report", "voice_webhook", "sms_webhook"]
+    assert names == [
+        "import_items",
+        "schedule",
+        "quarter_report",
+        "voice_webhook",
+        "sms_webhook",
+        "voice_instructions",
+    ]
     for run in runs:
         assert "postgresql+psycopg://x/test" not in run.args
-        assert ("--skip-pg" in run.args) != (run.name == "quarter_report")
+        # quarter_report is given its database; voice_instructions measures SQLite only
+        assert ("--skip-pg" in run.args) != (run.name in {"quarter_report", "voice_instructions"})
     assert "--rows" in runs[0].args and "--answers" in runs[2].args and "--seconds" in runs[3].args
+    assert "--requests" in runs[5].args
     full = run_all.plan(
         quick=False, skip_pg=False, pg_url="postgresql+psycopg://x/test", workdir=str(tmp_path)
     )
