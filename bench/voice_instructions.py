@@ -19,7 +19,6 @@ import io
 import os
 import pickle
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,16 +32,6 @@ from results import is_quick, report  # noqa: E402
 
 WARM_UP = 50
 BARE_REQUEST = ("/twilio/voice/gather", "Digits=1", "x")
-
-
-def ensure_valgrind() -> str:
-    """Return the valgrind binary, installing Debian's package when it is missing."""
-    found = shutil.which("valgrind")
-    if found:
-        return found
-    print("valgrind not found: installing Debian's valgrind package", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True, stdout=subprocess.DEVNULL)
-    return shutil.which("valgrind") or "valgrind"
 
 
 def environ(path: str, body: str, signature: str) -> dict[str, Any]:
@@ -149,9 +138,9 @@ def main() -> None:
     if args.requests < 1:
         parser.error("--requests must be at least 1")
     from voice_webhook import build_store
-    from webhook_load import settle_store
+    from webhook_load import ensure_tool, settle_store
 
-    valgrind = ensure_valgrind()
+    valgrind = ensure_tool("valgrind")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         url = f"sqlite:///{workdir}/rv_bench_instructions.db"

@@ -63,14 +63,15 @@ class LoadResult:
     steal: float = float("nan")  # the share of the machine's time its host gave to others meanwhile
 
 
-def ensure_wrk() -> str:
-    """Return the wrk binary, installing Debian's package when it is missing."""
-    found = shutil.which("wrk")
+def ensure_tool(name: str) -> str:
+    """Return the path of a benchmark tool (wrk, valgrind), installing Debian's package of that name
+    when it is missing."""
+    found = shutil.which(name)
     if found:
         return found
-    print("wrk not found: installing Debian's wrk package", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
-    return shutil.which("wrk") or "wrk"
+    print(f"{name} not found: installing Debian's {name} package", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "-q", name], check=True, stdout=subprocess.DEVNULL)
+    return shutil.which(name) or name
 
 
 def free_port() -> int:
@@ -212,7 +213,7 @@ def run_wrk(
     port: int, requests_file: Path, *, threads: int = 2, connections: int = 16, seconds: int = 10
 ) -> LoadResult:
     """Load a server from loopback with wrk and return its figures."""
-    wrk = ensure_wrk()
+    wrk = ensure_tool("wrk")
     script = requests_file.with_suffix(".lua")
     script.write_text(WRK_LUA, encoding="utf-8")
     out = subprocess.run(
