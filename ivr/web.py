@@ -44,21 +44,21 @@ def session_factory_for(settings: Settings) -> sessionmaker[Session]:
 
 def current_request() -> Request:
     """Return this request's object itself (not the `flask.request` proxy)."""
-    return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    return request._get_current_object()  # type: ignore[attr-defined]
 
 
 def _extension() -> dict[str, Any]:
-    return current_app._get_current_object().extensions[_EXT]  # type: ignore[attr-defined,no-any-return]
+    return current_app._get_current_object().extensions[_EXT]  # type: ignore[attr-defined]
 
 
 def settings() -> Settings:
     """Return the settings of the current app."""
-    return _extension()["settings"]  # type: ignore[no-any-return]
+    return _extension()["settings"]
 
 
 def session_factory() -> sessionmaker[Session]:
     """Return the session factory of the current app."""
-    return _extension()["sessions"]  # type: ignore[no-any-return]
+    return _extension()["sessions"]
 
 
 def db_session() -> Session:
