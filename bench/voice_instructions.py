@@ -70,13 +70,16 @@ def serve(app: Callable[..., Iterable[bytes]], requests: list[tuple[str, str, st
         b"".join(body)
         getattr(body, "close", lambda: None)()
 
+    def counting(state: str) -> None:
+        command = ["callgrind_control", f"--instr={state}", str(os.getpid())]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
     for request in requests[:WARM_UP]:
         call(request)
-    toggle = ["callgrind_control", "--instr=on", str(os.getpid())]
-    subprocess.run(toggle, check=True, stdout=subprocess.DEVNULL)
+    counting("on")
     for request in requests[WARM_UP:]:
         call(request)
-    subprocess.run([*toggle[:1], "--instr=off", *toggle[2:]], check=True, stdout=subprocess.DEVNULL)
+    counting("off")
     if set(statuses) != {"200 OK"}:
         raise SystemExit(f"unexpected answers: {sorted(set(statuses))}")
 
