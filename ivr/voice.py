@@ -91,17 +91,31 @@ def _render(survey: SurveyRecord, result: StepResult) -> str:
 _REPLIES_KEPT = 4  # a Twilio retry repeats one of the last few requests of a call
 
 
-def _remember(survey: SurveyRecord, call_sid: str, request_key: str, twiml: str) -> None:
-    # The answers given to this call's last requests, so a repeated webhook gets the same TwiML.
-    stored = survey.script_state or {}
+def remembered(stored: dict[str, Any], call_sid: str, request_key: str, twiml: str) -> dict[str, Any]:
+    """Return a voice script state that also keeps `twiml` as the answer to this call's `request_key`.
+
+    The last few answers of the call are kept, newest last, so a repeated webhook gets the same TwiML
+    and a stale one the current step's (the newest). Each document is stored once: a Gather's row
+    write is most of its share of the commit, so the state stays as small as it can be.
+    """
     replies = dict(stored.get("replies") or {}) if stored.get("call_sid") == call_sid else {}
+    replies.pop(request_key, None)
     replies[request_key] = twiml
-    survey.script_state = {
-        **stored,
-        "call_sid": call_sid,
-        "replies": dict(list(replies.items())[-_REPLIES_KEPT:]),
-        "last_twiml": twiml,
-    }
+    state = {key: value for key, value in stored.items() if key != "last_twiml"}  # an older version's copy
+    state.update(call_sid=call_sid, replies=dict(list(replies.items())[-_REPLIES_KEPT:]))
+    return state
+
+
+def _remember(survey: SurveyRecord, call_sid: str, request_key: str, twiml: str) -> None:
+    survey.script_state = remembered(survey.script_state or {}, call_sid, request_key, twiml)
+
+
+def _current_twiml(stored: dict[str, Any]) -> str | None:
+    """The TwiML of the call's current step: the newest answer kept (an older version kept a copy)."""
+    replies = stored.get("replies")
+    if replies:
+        return str(next(reversed(replies.values())))
+    return str(stored["last_twiml"]) if stored.get("last_twiml") else None
 
 
 def _replay(survey: SurveyRecord, call_sid: str, request_key: str) -> str | None:
@@ -130,9 +144,10 @@ def answered() -> Response:
     if survey is None:
         return _goodbye(None)
     stored = survey.script_state
-    if call_sid and stored.get("call_sid") == call_sid and stored.get("last_twiml"):
+    current = _current_twiml(stored) if call_sid and stored.get("call_sid") == call_sid else None
+    if current:
         # Twilio repeated the answer webhook of a call already under way: the current step again.
-        return twiml_response(str(stored["last_twiml"]))
+        return twiml_response(current)
     attempt = attempt_of(session, survey, req.args.get("attempt"))
     if attempt is not None:
         _note_call(attempt, call_sid)
@@ -194,8 +209,8 @@ def gathered() -> Response:
         return _goodbye(survey)
     if str(state.get("seq")) != req.args.get("seq"):
         # A stale action from an earlier step: answer with the current step again.
-        stored = survey.script_state.get("last_twiml")
-        return twiml_response(str(stored)) if stored else _goodbye(survey)
+        current = _current_twiml(survey.script_state)
+        return twiml_response(current) if current else _goodbye(survey)
     result = conversation.advance(session, survey, VOICE, _input_for(req.form, state), web.settings(), now)
     twiml = _render(survey, result)
     _remember(survey, call_sid, request_key, twiml)

@@ -170,6 +170,37 @@ def test_stale_gather_gets_the_current_step(session, twilio_post, create_survey)
     assert answers(session, survey) == {"rating": "dissatisfied"}
 
 
+def test_each_twiml_answer_is_stored_once_and_the_newest_is_the_current_step(
+    session, twilio_post, create_survey
+):
+    survey, attempt = create_survey()
+    greeting = answer_call(twilio_post, survey, attempt).get_data(as_text=True)
+    step = press(twilio_post, survey, attempt, 0, "4").get_data(as_text=True)
+    state = reload(session, survey).script_state
+    assert "last_twiml" not in state  # the current step is the newest reply, not a second copy
+    assert list(state["replies"].items()) == [("answer", greeting), ("gather:0", step)]
+    assert answer_call(twilio_post, survey, attempt).get_data(as_text=True) == step
+
+
+def test_a_state_an_earlier_version_wrote_still_answers_repeats_and_stale_actions(
+    session, twilio_post, create_survey
+):
+    # Before, the current step's TwiML was also kept as last_twiml (a call under way at an upgrade).
+    survey, attempt = create_survey()
+    answer_call(twilio_post, survey, attempt)
+    stored = reload(session, survey)
+    current = stored.script_state["replies"]["answer"]
+    stored.script_state = {key: value for key, value in stored.script_state.items() if key != "replies"} | {
+        "last_twiml": current
+    }
+    session.commit()
+    assert answer_call(twilio_post, survey, attempt).get_data(as_text=True) == current
+    assert press(twilio_post, survey, attempt, 5, "1").get_data(as_text=True) == current  # stale
+    press(twilio_post, survey, attempt, 0, "4")
+    state = reload(session, survey).script_state
+    assert "last_twiml" not in state and list(state["replies"]) == ["gather:0"]
+
+
 def test_unknown_token_gets_a_polite_goodbye(twilio_post):
     response = twilio_post("/twilio/voice?survey=nope&attempt=1", {"CallSid": "CA1"})
     assert response.status_code == 200
