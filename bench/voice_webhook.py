@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from webhook_load import run_webhook_benchmark  # noqa: E402
 
 from ivr.script import ItemContext, default_script, start  # noqa: E402
-from ivr.twilio_adapter import sign_request  # noqa: E402
+from ivr.twilio_adapter import render_voice, sign_request  # noqa: E402
 from ivr.urls import voice_gather_url  # noqa: E402
+from ivr.voice import remembered, voice_for  # noqa: E402
 from models import migrate  # noqa: E402
 from models.campaigns import Campaign  # noqa: E402
 from models.db import make_engine  # noqa: E402
@@ -40,14 +41,23 @@ RATIO_TARGET = 0.35
 
 
 def build_store(url: str, count: int) -> list[tuple[str, str, str]]:
-    """Create `count` surveys waiting at the rating menu; return their signed Gather requests."""
+    """Create `count` surveys waiting at the rating menu; return their signed Gather requests.
+
+    Each survey's state is the one the answer webhook leaves: the engine at the rating menu and the
+    greeting's TwiML kept for a repeated request (the row a Gather reads and rewrites).
+    """
     settings = load_settings(env={})
     engine = make_engine(url)
     migrate.upgrade(engine)
     now = datetime.now(UTC)
-    state = start(
-        default_script(), ItemContext("org", "税务局", "契税申报", now.date()), "survey", "voice"
-    ).state
+    greeting = start(
+        default_script(),
+        ItemContext(settings.app.org, "税务局", "契税申报", now.astimezone(settings.app.tz).date()),
+        "survey",
+        "voice",
+    )
+    voice = voice_for(settings, "zh-CN")
+    base = settings.app.public_base_url
     requests = []
     with engine.begin() as conn:
         dept = conn.execute(
@@ -86,25 +96,24 @@ def build_store(url: str, count: int) -> list[tuple[str, str, str]]:
         surveys, attempts = [], []
         for i in range(count):
             sid = f"CA{i:032x}"
+            token = f"bench{i:010d}"
+            gather_url = voice_gather_url(base, token, 0)
+            engine_state = {"engine": greeting.state, "channel": "voice"}
             surveys.append(
                 {
                     "id": i + 1,
                     "campaign_id": campaign,
                     "item_id": i + 1,
                     "kind": "survey",
-                    "token": f"bench{i:010d}",
+                    "token": token,
                     "department_id": dept,
                     "quarter": "2026Q4",
                     "language": "zh-CN",
                     "state": "in_progress",
                     "channel": "voice",
-                    "script_state": {
-                        "engine": state,
-                        "channel": "voice",
-                        "call_sid": sid,
-                        "last_request": "answer",
-                        "last_twiml": "",
-                    },
+                    "script_state": remembered(
+                        engine_state, sid, "answer", render_voice(greeting, voice, gather_url)
+                    ),
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -129,9 +138,10 @@ def build_store(url: str, count: int) -> list[tuple[str, str, str]]:
                 "ApiVersion": "2010-04-01",
                 "Digits": "1",
             }
-            public = voice_gather_url(settings.app.public_base_url, f"bench{i:010d}", 0)
-            path = public[len(settings.app.public_base_url) :]
-            requests.append((path, urlencode(form), sign_request(settings.twilio.auth_token, public, form)))
+            path = gather_url[len(base) :]
+            requests.append(
+                (path, urlencode(form), sign_request(settings.twilio.auth_token, gather_url, form))
+            )
         conn.execute(insert(Survey), surveys)
         conn.execute(insert(Attempt), attempts)
     engine.dispose()
