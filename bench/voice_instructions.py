@@ -94,11 +94,9 @@ def child(kind: str, workdir: Path) -> None:
         requests = [BARE_REQUEST] * int((workdir / "count").read_text())
     else:
         os.environ["RETURNVISIT_CONFIG"] = str(workdir / "config.toml")
-        from ivr.app import create_app
-        from models.logs import setup_logging
+        # The app as a gunicorn worker loads it (its JSON log lines go to stderr: /dev/null here).
+        from ivr.wsgi import app
 
-        setup_logging(fmt="json", stream=open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
-        app = create_app()
         requests = pickle.loads((workdir / "requests.pickle").read_bytes())
     gc.collect()
     gc.freeze()  # as ivr.wsgi does in a gunicorn worker

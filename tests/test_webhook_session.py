@@ -5,6 +5,7 @@ back as a whole, and the connection always handed back. On a real engine, commit
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -230,6 +231,27 @@ def test_the_gunicorn_entry_point_sets_its_long_lived_objects_aside(tmp_path):
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert int(out.stdout.strip().splitlines()[-1]) > 10_000
+
+
+def test_the_gunicorn_entry_point_logs_without_looking_up_the_caller(tmp_path):
+    # Our JSON lines carry no file, line or function: a worker's logging does not look them up.
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/w.db"\n', encoding="utf-8")
+    code = (
+        "import logging, ivr.wsgi; logging.getLogger('returnvisit.t').info('hi'); "
+        "print(logging._srcfile is None)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "RETURNVISIT_CONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "True"
+    line = json.loads(out.stderr.strip().splitlines()[-1])
+    assert line["message"] == "hi" and line["logger"] == "returnvisit.t"
 
 
 def test_a_forked_child_never_uses_its_parents_kept_connection(engine):
