@@ -175,6 +175,33 @@ def test_a_process_serving_one_request_at_a_time_keeps_its_connection(engine, fr
     assert engine.pool.checkedout() == 0
 
 
+def test_a_process_serving_one_request_at_a_time_reuses_its_session_closed(engine, fresh_db_url):
+    # One session on the kept connection, closed after each request: nothing of one request is in
+    # the next one's session, and a new connection gets a new session.
+    requests = _benchmark_gathers(fresh_db_url, 3)
+    settings = load_settings(env={}, overrides={"database": {"url": fresh_db_url}})
+    app = create_app(settings, session_factory=make_sessionmaker(engine))
+    seen = []
+
+    @app.before_request
+    def _look() -> None:
+        from ivr import web
+
+        session = web.webhook_session()
+        seen.append((session, len(session.identity_map), session.in_transaction()))
+        session.get(Department, 1)  # something in its identity map for the next request to not see
+
+    for request in requests[:2]:
+        assert _post(app, request).status_code == 200
+    kept = app.extensions["returnvisit"]["kept"]
+    kept.close()  # e.g. a connection found dead: the next request gets a new one
+    assert _post(app, requests[2]).status_code == 200
+    (first, *_), (second, *rest), (third, *_) = seen
+    assert second is first and rest == [0, False]
+    assert third is not first and isinstance(third, ConnectionSession)
+    assert _answers(engine) == [("rating", "very_satisfied")] * 3
+
+
 def test_a_kept_connection_the_database_server_closed_is_replaced(engine, fresh_db_url, backend):
     if backend != "postgresql":
         pytest.skip("a SQLite file does not close its connections")
