@@ -383,6 +383,21 @@ def test_a_corrupt_state_is_refused(script, broken):
         step(script, ZH, broken, Digits("1"))
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {},
+        ["rating"],
+        {**start(default_script(), ZH).state, "version": 99},
+        {**start(default_script(), ZH).state, "node": "nowhere"},
+        {**start(default_script(), ZH).state, "node": ["rating"]},
+    ],
+)
+def test_what_a_corrupt_state_awaits_is_refused_too(broken):
+    with pytest.raises(ValueError, match="not a survey state"):
+        awaiting(broken)
+
+
 # -- SMS ------------------------------------------------------------------------------------------
 
 

@@ -316,9 +316,13 @@ def start(
 def awaiting(state: Mapping[str, Any]) -> str:
     """Return what a stored state waits for: rating, categories, comment, verification or end.
 
-    The SMS webhook passes it to the reply parser as `expect`.
+    The SMS webhook passes it to the reply parser as `expect`. Only the version and the node are
+    checked here (every webhook asks before its step, which checks the whole state).
     """
-    return _State.from_dict(state).node
+    node = state.get("node") if isinstance(state, Mapping) else None
+    if not isinstance(node, str) or node not in _NODES or state.get("version") != STATE_VERSION:
+        raise ValueError(f"not a survey state: node {node!r}")
+    return str(node)
 
 
 def step(script: Script, ctx: ItemContext, state: Mapping[str, Any], user_input: Input) -> StepResult:
