@@ -39,7 +39,7 @@ class _Compiled:
     defaults: tuple[tuple[str, Any], ...]  # values the statement itself binds (x != 'done')
     required: frozenset[str]  # the parameters a caller must give
     columns: tuple[str, ...]  # the names of the result columns
-    results: tuple[Processor | None, ...]  # their result processors
+    results: tuple[tuple[int, Processor], ...]  # (position, result processor) of those that have one
     any_result: bool
 
 
@@ -64,6 +64,7 @@ class DriverStatement:
             if not bind.required:
                 defaults.append((name, bind.value))
         columns = tuple(getattr(self.statement, "exported_columns", ()))
+        processors = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
         return _Compiled(
             sql=compiled.string,
             order=tuple(compiled.positiontup or ()) if compiled.positional else None,
@@ -71,9 +72,7 @@ class DriverStatement:
             defaults=tuple(defaults),
             required=frozenset(compiled.binds) - {name for name, _ in defaults},
             columns=tuple(column.key for column in columns),
-            results=tuple(
-                column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-            ),
+            results=tuple((index, process) for index, process in enumerate(processors) if process),
             any_result=bool(columns),
         )
 
@@ -100,15 +99,15 @@ class DriverStatement:
             _raise_as_sqlalchemy(connection, error, compiled.sql, args, cursor)
         finally:
             cursor.close()
-        if not any(compiled.results):
+        if not compiled.results:
             return [tuple(row) for row in fetched]
-        return [
-            tuple(
-                process(value) if process else value
-                for process, value in zip(compiled.results, row, strict=True)
-            )
-            for row in fetched
-        ]
+        rows = []
+        for row in fetched:
+            converted = list(row)
+            for index, process in compiled.results:  # a few of the columns (JSON, times)
+                converted[index] = process(converted[index])
+            rows.append(tuple(converted))
+        return rows
 
     def first(self, source: Session | Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """Return the first row as {column name: value}, or None."""
