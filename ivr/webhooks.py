@@ -138,9 +138,11 @@ def _ids(req: Request) -> dict[str, str]:
     """Return the provider ids and survey token prefix of a request, as log fields."""
     form = req.form
     fields = {"survey": req.args.get("survey", "-")[:8]}
-    if call_sid := form.get("CallSid"):
+    # Looked up with `in` first: werkzeug's get() raises and catches an HTTP error for a name that
+    # is not there (a voice form has no MessageSid, a message's no CallSid).
+    if "CallSid" in form and (call_sid := form["CallSid"]):
         fields["call_sid"] = _sid(call_sid)
-    if message_sid := form.get("MessageSid"):
+    if "MessageSid" in form and (message_sid := form["MessageSid"]):
         fields["message_sid"] = _sid(message_sid)
     return fields
 
