@@ -186,10 +186,20 @@ def _format_quarter(year: int, number: int) -> str:
     return f"{year:04d}Q{number}"
 
 
+# Per zone, the last quarter an instant fell in, with its bounds: nearly every call (a webhook's
+# answer, a dispatch) asks about the present, so two comparisons answer it.
+_recent_quarters: dict[ZoneInfo, tuple[datetime, datetime, str]] = {}
+
+
 def quarter_of(dt: datetime, tz: ZoneInfo) -> str:
     """Return the quarter ('2026Q1') of the local date of an instant."""
+    recent = _recent_quarters.get(tz)
+    if recent is not None and dt.utcoffset() is not None and recent[0] <= dt < recent[1]:
+        return recent[2]
     local = as_utc(dt, "dt").astimezone(tz)
-    return _format_quarter(local.year, (local.month - 1) // 3 + 1)
+    quarter = _format_quarter(local.year, (local.month - 1) // 3 + 1)
+    _recent_quarters[tz] = (*quarter_bounds(quarter, tz), quarter)
+    return quarter
 
 
 def quarter_bounds(quarter: str, tz: ZoneInfo) -> tuple[datetime, datetime]:

@@ -334,3 +334,13 @@ def test_quarter_of_agrees_with_quarter_bounds(moment: datetime, zone: ZoneInfo)
     start, end = quarter_bounds(quarter, zone)
     assert start <= moment < end
     assert quarter_bounds(previous_quarter(quarter), zone)[1] == start
+
+
+def test_quarter_of_asked_again_and_again_answers_each_instant():
+    # The last quarter is remembered per zone: instants just inside and outside it, in turn.
+    start, end = quarter_bounds("2026Q2", SHANGHAI)
+    moments = [start, end - timedelta(microseconds=1), end, start - timedelta(microseconds=1), start]
+    assert [quarter_of(m, SHANGHAI) for m in moments] == ["2026Q2", "2026Q2", "2026Q3", "2026Q1", "2026Q2"]
+    assert quarter_of(end - timedelta(microseconds=1), NEW_YORK) == "2026Q2"  # another zone's quarter
+    with pytest.raises(ValueError, match="timezone-aware"):
+        quarter_of(datetime(2026, 5, 1), SHANGHAI)  # naive, though inside the quarter remembered
