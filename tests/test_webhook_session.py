@@ -244,12 +244,11 @@ def test_a_gather_that_fails_after_storing_keeps_nothing(engine, fresh_db_url, m
     assert kept is not None and not kept.in_transaction()  # rolled back, kept for the next request
 
 
-def test_the_gunicorn_entry_point_sets_its_long_lived_objects_aside(tmp_path):
-    # ivr.wsgi freezes what it built (gc.freeze): the collector's passes in a worker skip it.
+def _run_with_the_entry_point(tmp_path, code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a new interpreter, configured as a gunicorn worker would be (a SQLite store)."""
     config = tmp_path / "config.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/w.db"\n', encoding="utf-8")
-    code = "import gc, ivr.wsgi; print(gc.get_freeze_count())"
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, "RETURNVISIT_CONFIG": str(config)},
         capture_output=True,
@@ -257,25 +256,21 @@ def test_the_gunicorn_entry_point_sets_its_long_lived_objects_aside(tmp_path):
         check=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
+
+
+def test_the_gunicorn_entry_point_sets_its_long_lived_objects_aside(tmp_path):
+    # ivr.wsgi freezes what it built (gc.freeze): the collector's passes in a worker skip it.
+    out = _run_with_the_entry_point(tmp_path, "import gc, ivr.wsgi; print(gc.get_freeze_count())")
     assert int(out.stdout.strip().splitlines()[-1]) > 10_000
 
 
 def test_the_gunicorn_entry_point_logs_without_looking_up_the_caller(tmp_path):
     # Our JSON lines carry no file, line or function: a worker's logging does not look them up.
-    config = tmp_path / "config.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/w.db"\n', encoding="utf-8")
     code = (
         "import logging, ivr.wsgi; logging.getLogger('returnvisit.t').info('hi'); "
         "print(logging._srcfile is None)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "RETURNVISIT_CONFIG": str(config)},
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+    out = _run_with_the_entry_point(tmp_path, code)
     assert out.stdout.strip().splitlines()[-1] == "True"
     line = json.loads(out.stderr.strip().splitlines()[-1])
     assert line["message"] == "hi" and line["logger"] == "returnvisit.t"
