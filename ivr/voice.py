@@ -95,8 +95,8 @@ def remembered(stored: dict[str, Any], call_sid: str, request_key: str, twiml: s
     """Return a voice script state that also keeps `twiml` as the answer to this call's `request_key`.
 
     The last few answers of the call are kept, newest last, so a repeated webhook gets the same TwiML
-    and a stale one the current step's (the newest). Each document is stored once: a Gather's row
-    write is most of its share of the commit, so the state stays as small as it can be.
+    and a stale one the current step's (the newest). Each document is stored once, so the survey row
+    every Gather reads and rewrites stays as small as it can be.
     """
     replies = dict(stored.get("replies") or {}) if stored.get("call_sid") == call_sid else {}
     replies.pop(request_key, None)
