@@ -384,17 +384,17 @@ def test_a_corrupt_state_is_refused(script, broken):
 
 
 @pytest.mark.parametrize(
-    "broken",
+    ("broken", "named"),
     [
-        {},
-        ["rating"],
-        {**start(default_script(), ZH).state, "version": 99},
-        {**start(default_script(), ZH).state, "node": "nowhere"},
-        {**start(default_script(), ZH).state, "node": ["rating"]},
+        ({}, "version None"),
+        (["rating"], "list"),
+        ({**start(default_script(), ZH).state, "version": 99}, "version 99"),
+        ({**start(default_script(), ZH).state, "node": "nowhere"}, "node 'nowhere'"),
+        ({**start(default_script(), ZH).state, "node": ["rating"]}, "node \\['rating'\\]"),
     ],
 )
-def test_what_a_corrupt_state_awaits_is_refused_too(broken):
-    with pytest.raises(ValueError, match="not a survey state"):
+def test_what_a_corrupt_state_awaits_is_refused_too(broken, named):
+    with pytest.raises(ValueError, match=f"not a survey state: {named}"):
         awaiting(broken)
 
 

@@ -319,10 +319,14 @@ def awaiting(state: Mapping[str, Any]) -> str:
     The SMS webhook passes it to the reply parser as `expect`. Only the version and the node are
     checked here (every webhook asks before its step, which checks the whole state).
     """
-    node = state.get("node") if isinstance(state, Mapping) else None
-    if not isinstance(node, str) or node not in _NODES or state.get("version") != STATE_VERSION:
+    if not isinstance(state, Mapping):
+        raise ValueError(f"not a survey state: {type(state).__name__}")
+    node, version = state.get("node"), state.get("version")
+    if version != STATE_VERSION:
+        raise ValueError(f"not a survey state: version {version!r}")
+    if not isinstance(node, str) or node not in _NODES:
         raise ValueError(f"not a survey state: node {node!r}")
-    return str(node)
+    return node
 
 
 def step(script: Script, ctx: ItemContext, state: Mapping[str, Any], user_input: Input) -> StepResult:
