@@ -297,14 +297,22 @@ def _survey_without_case(session):
     return session.scalars(select(Survey.id).where(Survey.id.not_in(used)).order_by(Survey.id)).first()
 
 
-def test_sqlite_connections_get_a_page_cache_and_no_memory_map(tmp_path):
-    from models.db import SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES, make_engine
+def test_sqlite_connections_get_a_page_cache_no_memory_map_and_rarer_checkpoints(tmp_path):
+    from models.db import (
+        SQLITE_CACHE_KIB,
+        SQLITE_MMAP_BYTES,
+        SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+        make_engine,
+    )
 
     engine = make_engine(f"sqlite:///{tmp_path}/cache.db")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -SQLITE_CACHE_KIB == -65536
         # A map costs the webhooks more than it saves the reports (models/db.py).
         assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == SQLITE_MMAP_BYTES == 0
+        # Two writing workers retry an unfinished checkpoint after every commit (models/db.py).
+        checkpoint_pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        assert checkpoint_pages == SQLITE_WAL_AUTOCHECKPOINT_PAGES == 4000
     engine.dispose()
 
 
