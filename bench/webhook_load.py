@@ -61,6 +61,8 @@ class LoadResult:
     errors: str
     worker_cpu_ms: float = float("nan")  # the server's workers' CPU (user + system) per request
     steal: float = float("nan")  # the share of the machine's time its host gave to others meanwhile
+    machine_cpu_ms: float = float("nan")  # every process's and the kernel's busy CPU, per request
+    postgres_cpu_ms: float = float("nan")  # PostgreSQL's own processes' CPU, per request
 
 
 def ensure_tool(name: str) -> str:
@@ -254,19 +256,45 @@ def _machine_times() -> list[int]:
     return [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
 
 
+def _postgres_cpu_seconds() -> float:
+    """Return the CPU time (user + system) PostgreSQL's processes on this machine have used so far."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process has gone
+            continue
+        name, _, rest = text.partition(" (")[2].rpartition(")")
+        if name == "postgres":
+            fields = rest.split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def load(server: Gunicorn, requests_file: Path, *, seconds: int) -> LoadResult:
     """Run wrk against `server` (see run_wrk); add what its workers spent per request and the steal.
 
     The workers' CPU per request is the cost a ratio of rates stands for, without wrk's own share
     of the two cores or an idle moment; the steal (the hypervisor's time for other guests, from
-    /proc/stat) says how much the host took from this machine during the run.
+    /proc/stat) says how much the host took from this machine during the run. Beside them, the whole
+    machine's busy CPU per request (workers, wrk, the database, the kernel: what the cores must
+    hold) and PostgreSQL's own share of it.
     """
-    cpu, machine = server.worker_cpu_seconds(), _machine_times()
+    cpu, machine, postgres = server.worker_cpu_seconds(), _machine_times(), _postgres_cpu_seconds()
     result = run_wrk(server.port, requests_file, seconds=seconds)
     cpu = server.worker_cpu_seconds() - cpu
+    postgres = _postgres_cpu_seconds() - postgres
     machine = [after - before for before, after in zip(machine, _machine_times(), strict=True)]
     steal = machine[7] / max(sum(machine), 1)  # user nice system idle iowait irq softirq steal ...
-    return replace(result, worker_cpu_ms=1000 * cpu / max(result.requests, 1), steal=steal)
+    busy = (sum(machine[:3]) + machine[5] + machine[6]) / os.sysconf("SC_CLK_TCK")
+    requests = max(result.requests, 1)
+    return replace(
+        result,
+        worker_cpu_ms=1000 * cpu / requests,
+        steal=steal,
+        machine_cpu_ms=1000 * busy / requests,
+        postgres_cpu_ms=1000 * postgres / requests,
+    )
 
 
 def warm_up(port: int) -> None:
@@ -383,12 +411,29 @@ def run_webhook_benchmark(
                 f"  worker CPU per request: {summary.worker_cpu_ms:.3f} ms, the bare endpoint's "
                 f"{summary.bare_worker_cpu_ms:.3f} ms ({summary.cpu_ratio:.0%} of the webhook's)"
             )
+            _print_cpu_budget(name, summary, ratio_target)
             if summary.exhausted:
                 print(
                     f"  note: a round sent more requests than its {args.surveys} surveys: "
                     "rerun with more --surveys"
                 )
             _report_database(name, summary, rounds, rss, target, p99_target_ms, ratio_target, args.surveys)
+
+
+def _print_cpu_budget(name: str, summary: _Summary, ratio_target: float | None) -> None:
+    """Print what the whole machine spent per request, and what the ratio target would allow it."""
+    line = f"  whole machine: {summary.machine_cpu_ms:.3f} ms CPU per request (workers, wrk, kernel"
+    line += ", PostgreSQL)" if name == "PostgreSQL" else ")"
+    if ratio_target:
+        cores = os.cpu_count() or 1
+        rate = ratio_target * summary.bare_rate
+        line += (
+            f"; at {ratio_target:.0%} of the bare endpoint ({rate:,.0f} req/s) {cores} cores "
+            f"leave {1000 * cores / rate:.3f} ms"
+        )
+    print(line)
+    if name == "PostgreSQL":
+        print(f"  PostgreSQL's own processes: {summary.postgres_cpu_ms:.3f} ms CPU per request")
 
 
 def _measure_rounds(
@@ -447,6 +492,9 @@ class _Summary:
     worker_cpu_ms: float  # the webhook workers' CPU per request
     bare_worker_cpu_ms: float  # the bare endpoint's, in the same rounds
     cpu_ratio: float
+    machine_cpu_ms: float  # the whole machine's busy CPU per webhook request
+    postgres_cpu_ms: float  # PostgreSQL's processes' CPU per webhook request
+    bare_rate: float  # the bare endpoint's rate, in the same rounds
 
 
 def _summary(rounds: list[Round], surveys: int) -> _Summary:
@@ -461,6 +509,9 @@ def _summary(rounds: list[Round], surveys: int) -> _Summary:
         worker_cpu_ms=statistics.median(r.webhook.worker_cpu_ms for r in rounds),
         bare_worker_cpu_ms=statistics.median(r.bare.worker_cpu_ms for r in rounds),
         cpu_ratio=statistics.median(r.cpu_ratio for r in rounds),
+        machine_cpu_ms=statistics.median(r.webhook.machine_cpu_ms for r in rounds),
+        postgres_cpu_ms=statistics.median(r.webhook.postgres_cpu_ms for r in rounds),
+        bare_rate=statistics.median(r.bare.requests_per_second for r in rounds),
     )
 
 
@@ -516,4 +567,12 @@ def _report_database(
         note=f"the bare endpoint's {summary.bare_worker_cpu_ms:.3f} ms, "
         f"{summary.cpu_ratio:.0%} of the webhook's (medians of {len(rounds)} rounds)",
     )
+    report(
+        f"{name}: whole machine CPU per request",
+        summary.machine_cpu_ms,
+        "ms",
+        note="workers, wrk, kernel and database together (median of the rounds)",
+    )
+    if name == "PostgreSQL":
+        report(f"{name}: PostgreSQL CPU per request", summary.postgres_cpu_ms, "ms", note="its own processes")
     report(f"{name}: peak RSS of a worker", rss, "MB", note="largest of the 2 gunicorn sync workers (VmHWM)")
