@@ -145,10 +145,7 @@ class Gunicorn:
 
     def worker_cpu_seconds(self) -> float:
         """Return the CPU time (user + system) the workers have used so far."""
-        ticks = 0
-        for pid in self.workers():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        ticks = sum(_cpu_ticks(Path(f"/proc/{pid}/stat").read_text())[1] for pid in self.workers())
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def worker_rss_mb(self) -> float:
@@ -256,18 +253,23 @@ def _machine_times() -> list[int]:
     return [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
 
 
+def _cpu_ticks(stat: str) -> tuple[str, int]:
+    """Return a process's name and CPU ticks (user + system) from the text of its /proc/PID/stat."""
+    name, _, rest = stat.partition(" (")[2].rpartition(")")
+    fields = rest.split()
+    return name, int(fields[11]) + int(fields[12])  # utime, stime
+
+
 def _postgres_cpu_seconds() -> float:
     """Return the CPU time (user + system) PostgreSQL's processes on this machine have used so far."""
     ticks = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            name, used = _cpu_ticks(stat.read_text())
         except OSError:  # the process has gone
             continue
-        name, _, rest = text.partition(" (")[2].rpartition(")")
         if name == "postgres":
-            fields = rest.split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            ticks += used
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
