@@ -11,11 +11,12 @@ import logging
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,34 @@ class CalendarSettings(_Section):
     extra_closed: list[str]
     extra_working: list[str]
 
+    # Checked here, at start-up, not first when the scheduler builds its calendar
+    # (scheduler/calendar.py reads the same names and dates).
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value.strip().upper() not in ("CN", "NONE", ""):
+            raise ValueError(f"unknown calendar region {value!r}: use 'CN' or 'none'")
+        return value
+
+    @field_validator("extra_closed", "extra_working")
+    @classmethod
+    def _iso_dates(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+        return values
+
+    @model_validator(mode="after")
+    def _closed_or_working(self) -> CalendarSettings:
+        closed = {date.fromisoformat(value) for value in self.extra_closed}
+        both = closed & {date.fromisoformat(value) for value in self.extra_working}
+        if both:
+            days = ", ".join(sorted(day.isoformat() for day in both))
+            raise ValueError(f"days both in extra_closed and in extra_working: {days}")
+        return self
+
 
 class CaseSettings(_Section):
     due_working_days: int = Field(ge=1, le=60)
@@ -169,7 +198,7 @@ class Settings(_Section):
         return self.app.mode == "production"
 
 
-# Keys that must be non-empty in production (and, for twilio, whenever the Twilio gateway is used).
+# Keys that must be non-empty in production (in development, DEV_SECRETS stands in for an unset one).
 REQUIRED_IN_PRODUCTION = [
     ("app", "secret_key"),
     ("intake", "api_token"),
@@ -232,9 +261,7 @@ def load_settings(
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc
 
     if settings.is_production:
@@ -242,7 +269,5 @@ def load_settings(
             if not getattr(getattr(settings, section), key):
                 raise ConfigError(f"missing required key {section}.{key} (required in production)")
         if not settings.twilio.validate_signatures:
-            raise ConfigError(
-                "twilio.validate_signatures = false is refused in production mode"
-            )
+            raise ConfigError("twilio.validate_signatures = false is refused in production mode")
     return settings

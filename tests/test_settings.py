@@ -63,6 +63,29 @@ def test_bad_time_zone_names_the_key(tmp_path):
         load_settings(path, env={})
 
 
+@pytest.mark.parametrize(
+    ("calendar", "named"),
+    [
+        ('region = "XX"', r"calendar\.region: .*unknown calendar region 'XX'"),
+        ('extra_closed = ["2026-10-09", "notadate"]', r"calendar\.extra_closed: .*'notadate' is not a date"),
+        ('extra_working = ["2026-02-30"]', r"calendar\.extra_working: .*'2026-02-30' is not a date"),
+        (
+            'extra_closed = ["2026-10-09"]\nextra_working = ["2026-10-09"]',
+            r"calendar: .*both in extra_closed and in extra_working: 2026-10-09",
+        ),
+    ],
+)
+def test_a_bad_calendar_stops_start_up_naming_the_key(tmp_path, calendar, named):
+    path = site(tmp_path, f"[calendar]\n{calendar}\n")
+    with pytest.raises(ConfigError, match=named):
+        load_settings(path, env={})
+
+
+def test_the_calendar_accepts_either_region_and_iso_dates(tmp_path):
+    path = site(tmp_path, '[calendar]\nregion = "none"\nextra_closed = ["2026-10-09"]\n')
+    assert load_settings(path, env={}).calendar.extra_closed == ["2026-10-09"]
+
+
 def test_production_requires_secrets_and_names_the_missing_key(tmp_path):
     path = site(tmp_path, '[app]\nmode = "production"\n')
     with pytest.raises(ConfigError, match=r"app\.secret_key"):
