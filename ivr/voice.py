@@ -39,7 +39,14 @@ from models.survey_ops import (
     save_survey,
     survey_by_token,
 )
-from models.surveys import FINAL_ATTEMPT_STATUSES, Attempt, AttemptStatus, Survey, SurveyState
+from models.surveys import (
+    FINAL_ATTEMPT_STATUSES,
+    Attempt,
+    AttemptStatus,
+    Survey,
+    SurveyState,
+    attempt_progress,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/twilio/voice")
@@ -125,10 +132,15 @@ def _replay(survey: SurveyRecord, call_sid: str, request_key: str) -> str | None
     return (stored.get("replies") or {}).get(request_key)
 
 
+# A duration Twilio reports in seconds, kept within a day: the columns are 32-bit integers, and a
+# forged or garbled "1e300" or "inf" must not reach the database or overflow int().
+_LONGEST_SECONDS = 86_400
+
+
 def _form_int(form: MultiDict[str, str], name: str) -> int | None:
     try:
-        return max(0, int(float(form.get(name, ""))))
-    except ValueError:
+        return min(max(0, int(float(form.get(name, "")))), _LONGEST_SECONDS)
+    except (ValueError, OverflowError):  # not a number, NaN, or infinite
         return None
 
 
@@ -243,8 +255,8 @@ def call_status() -> Response:
     attempt.answered_by = answered_by
     attempt.error_code = req.form.get("ErrorCode") or attempt.error_code
     if status not in FINAL_ATTEMPT_STATUSES:
-        if status == AttemptStatus.IN_PROGRESS or attempt.status != AttemptStatus.IN_PROGRESS:
-            attempt.status = status
+        if attempt_progress(status) > attempt_progress(attempt.status):
+            attempt.status = status  # a late "initiated" never moves a ringing or answered call back
         session.commit()
         return no_content()
     attempt.status = status
