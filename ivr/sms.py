@@ -62,7 +62,15 @@ from models.survey_ops import (
     save_survey,
     survey_by_token,
 )
-from models.surveys import FINAL_ATTEMPT_STATUSES, Attempt, AttemptStatus, Survey, SurveyState
+from models.surveys import (
+    ATTEMPT_PROGRESS,
+    FINAL_ATTEMPT_STATUSES,
+    Attempt,
+    AttemptStatus,
+    Survey,
+    SurveyState,
+    attempt_progress,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sms", __name__, url_prefix="/twilio/sms")
@@ -104,20 +112,8 @@ HELP = {
 # ErrorCodes of a status callback that end the survey at once.
 CARRIER_OPT_OUT_CODES = frozenset({"21610"})  # the citizen replied STOP to the carrier
 NOT_ELIGIBLE_CODES = frozenset({"21211", "21614"})  # invalid number, not a mobile number
-# How far a text got; a status callback only ever moves it forward.
-_PROGRESS = {
-    AttemptStatus.PENDING: 0,
-    AttemptStatus.QUEUED: 1,
-    AttemptStatus.SENT: 2,
-    AttemptStatus.DELIVERED: 3,
-    **dict.fromkeys(FINAL_ATTEMPT_STATUSES, 4),
-}
 _SID = re.compile(r"[A-Za-z0-9]{2,40}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def _progress(status: str) -> int:
-    return _PROGRESS.get(status, 0)  # type: ignore[call-overload]
 
 
 def _no_reply() -> Response:
@@ -204,7 +200,7 @@ def inbound() -> Response:
     if parsed.keyword is not None:
         texts = _keyword(session, parsed.keyword, citizen, survey, script, language, settings)
     elif survey is not None and state is not None:
-        if route and _progress(route.attempt_status) < _progress(AttemptStatus.DELIVERED):
+        if route and attempt_progress(route.attempt_status) < attempt_progress(AttemptStatus.DELIVERED):
             # A reply proves the text arrived.
             set_attempt_status(session, route.attempt_id, AttemptStatus.DELIVERED.value)
         sms_reply = _sms_reply(parsed, script, expect)
@@ -336,8 +332,8 @@ def message_status() -> Response:
     sid = _message_sid(req.form)
     if status is not None and sid is not None:
         # Like the attempt below: forward only, and a delivered text stays delivered.
-        limit = min(_progress(status), _progress(AttemptStatus.DELIVERED))
-        earlier = [s.value for s, rank in _PROGRESS.items() if rank < limit]
+        limit = min(attempt_progress(status), attempt_progress(AttemptStatus.DELIVERED))
+        earlier = [s.value for s, rank in ATTEMPT_PROGRESS.items() if rank < limit]
         session.execute(
             update(Message)
             .where(
@@ -354,8 +350,8 @@ def message_status() -> Response:
         return no_content()
     if sid and not attempt.provider_id:
         attempt.provider_id = sid  # the callback came before the dispatcher stored the sid
-    current = _progress(attempt.status)
-    if current >= _progress(status) or current == _progress(AttemptStatus.DELIVERED):
+    current = attempt_progress(attempt.status)
+    if current >= attempt_progress(status) or current == attempt_progress(AttemptStatus.DELIVERED):
         session.commit()
         return no_content()  # repeated, out of order, or after the text was delivered (or replied to)
     attempt.status = status

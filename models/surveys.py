@@ -61,6 +61,22 @@ FINAL_ATTEMPT_STATUSES = frozenset(
         AttemptStatus.UNDELIVERED,
     }
 )
+# How far an attempt got, for callbacks that arrive late or twice: a status only ever moves forward.
+# A call goes queued, ringing, in progress; a text queued, sent, delivered; both then end.
+ATTEMPT_PROGRESS: dict[AttemptStatus, int] = {
+    AttemptStatus.PENDING: 0,
+    AttemptStatus.QUEUED: 1,
+    AttemptStatus.RINGING: 2,
+    AttemptStatus.SENT: 2,
+    AttemptStatus.IN_PROGRESS: 3,
+    AttemptStatus.DELIVERED: 3,
+    **dict.fromkeys(FINAL_ATTEMPT_STATUSES, 4),
+}
+
+
+def attempt_progress(status: str) -> int:
+    """Return how far an attempt in this status got (0 for a status this version does not know)."""
+    return ATTEMPT_PROGRESS.get(status, 0)  # type: ignore[call-overload]
 
 
 class Survey(Base):

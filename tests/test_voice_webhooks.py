@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from ivr.script import default_script
 from ivr.urls import voice_gather_url, voice_status_url, voice_url
-from models.optouts import OptOut
+from models.optouts import OptOut, OptOutChannel, OptOutSource
 from models.surveys import Answer, Attempt, AttemptStatus, SurveyState
 
 BASE = "http://127.0.0.1:5000"
@@ -68,10 +71,19 @@ def test_answered_call_greets_with_the_item_and_gathers_the_rating(session, twil
     assert reload(session, survey).state == SurveyState.IN_PROGRESS
 
 
-def test_english_survey_speaks_english(session, twilio_post, create_survey):
+def test_english_survey_speaks_english(session, twilio_post, create_survey, settings):
     survey, attempt = create_survey(language="en-US")
     body = answer_call(twilio_post, survey, attempt).get_data(as_text=True)
     assert 'language="en-US"' in body and "press 1" in body
+    # Every prompt is spoken by the configured English voice, never the Chinese one.
+    assert settings.twilio.voice_en != settings.twilio.voice_zh
+    english_say = f'<Say language="en-US" voice="{settings.twilio.voice_en}">'
+    assert body.count("<Say") == body.count(english_say) >= 2  # the greeting and the rating menu
+    assert settings.twilio.voice_zh not in body and "cmn-CN" not in body
+    # The item is named in English wording: the date in words, then matter and department.
+    assert f"this is the {settings.app.org} government service return visit" in body
+    assert "On November 10, 2026 you completed 契税申报 at 税务局." in body
+    assert "年" not in body and "请按" not in body
 
 
 @pytest.mark.parametrize(
@@ -139,7 +151,31 @@ def test_record_action_and_recording_status_keep_the_comment(session, twilio_pos
     assert reload(session, survey).disposition == "complete"
 
 
-def test_refusal_by_zero_writes_an_opt_out_and_confirms_aloud(session, twilio_post, create_survey):
+@pytest.mark.parametrize("recorded", [False, True], ids=["hung-up-at-the-record", "record-action-ran"])
+def test_failed_recording_status_stores_no_recording(session, twilio_post, create_survey, recorded):
+    survey, attempt = create_survey()
+    answer_call(twilio_post, survey, attempt)
+    press(twilio_post, survey, attempt, 0, "4")
+    press(twilio_post, survey, attempt, 1, "3#")
+    url = "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE1"
+    if recorded:
+        press(
+            twilio_post, survey, attempt, 2, "#", RecordingUrl=url, RecordingDuration="12", RecordingSid="RE1"
+        )
+    status = twilio_post(
+        f"/twilio/voice/recording?survey={survey.token}",
+        call_form(attempt, RecordingUrl=url + ".wav", RecordingDuration="13", RecordingStatus="failed"),
+    )
+    assert status.status_code == 204
+    session.expire_all()
+    comments = session.scalars(
+        select(Answer).where(Answer.survey_id == survey.id, Answer.question == "comment")
+    ).all()
+    expected = [(url, url, 12)] if recorded else []
+    assert [(c.value, c.recording_url, c.recording_duration) for c in comments] == expected
+
+
+def test_refusal_by_zero_writes_an_opt_out_and_confirms_aloud(session, twilio_post, create_survey, settings):
     survey, attempt = create_survey()
     answer_call(twilio_post, survey, attempt)
     body = press(twilio_post, survey, attempt, 0, "0").get_data(as_text=True)
@@ -147,6 +183,19 @@ def test_refusal_by_zero_writes_an_opt_out_and_confirms_aloud(session, twilio_po
     assert reload(session, survey).disposition == "refused"
     phone = survey.item.phone_e164
     assert session.scalar(select(func.count()).select_from(OptOut).where(OptOut.phone_e164 == phone)) == 1
+    # The confirmation is the script's opt-out prompt, rendered as the conversation renders it.
+    from ivr.conversation import context_for, script_for
+
+    confirmation = script_for(session, survey).render("optout", context_for(session, survey, settings))
+    assert confirmation == default_script().render("optout", context_for(session, survey, settings))
+    assert "不会再" in confirmation
+    assert f'voice="Polly.Zhiyu">{confirmation}</Say><Hangup' in body
+    opt_out = session.scalars(select(OptOut).where(OptOut.phone_e164 == phone)).one()
+    assert (opt_out.channel, opt_out.source, opt_out.revoked_at) == (
+        OptOutChannel.ALL,
+        OptOutSource.KEYPAD,
+        None,
+    )
 
 
 def test_repeated_gather_returns_the_same_twiml_and_stores_nothing_twice(session, twilio_post, create_survey):
@@ -208,6 +257,34 @@ def test_unknown_token_gets_a_polite_goodbye(twilio_post):
     assert "<Say" in body and "<Hangup" in body
 
 
+@pytest.mark.parametrize(
+    ("path", "goodbye"),
+    [
+        ("/twilio/voice/gather?survey=nope&seq=0", True),
+        ("/twilio/voice/status?survey=nope&attempt=1", False),
+        ("/twilio/voice/recording?survey=nope", False),
+    ],
+    ids=["gather", "status", "recording"],
+)
+def test_unknown_token_on_the_action_and_callback_urls(twilio_post, path, goodbye):
+    form = {
+        "CallSid": "CA" + "2" * 32,
+        "Digits": "1",
+        "CallStatus": "completed",
+        "RecordingUrl": "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE2",
+        "RecordingDuration": "7",
+        "RecordingStatus": "completed",
+    }
+    response = twilio_post(path, form)
+    body = response.get_data(as_text=True)
+    if goodbye:  # the caller is still on the line: a polite goodbye, in the default language
+        assert response.status_code == 200 and response.mimetype == "application/xml"
+        assert 'voice="Polly.Zhiyu">本次回访已经结束，感谢您的支持，再见。</Say><Hangup' in body
+        assert "<Gather" not in body and "抱歉" not in body
+    else:  # a callback: nothing to say and nothing to retry
+        assert (response.status_code, body) == (204, "")
+
+
 def test_finished_survey_gets_a_polite_goodbye(session, twilio_post, create_survey):
     survey, attempt = create_survey()
     answer_call(twilio_post, survey, attempt)
@@ -241,6 +318,41 @@ def test_bad_signatures_are_refused_and_store_nothing(
     assert reload(session, survey).script_state == {}
 
 
+def test_signature_checks_are_on_by_default(session, client, settings, create_survey):
+    assert settings.twilio.validate_signatures is True
+    survey, attempt = create_survey()
+    response = client.post(path_of(voice_url(BASE, survey.token, attempt.id)), data=call_form(attempt))
+    assert response.status_code == 403
+    assert reload(session, attempt).status == AttemptStatus.QUEUED
+    assert reload(session, survey).script_state == {}
+
+
+def test_signature_checks_turned_off_in_development_accept_an_unsigned_post(
+    session, session_factory, tmp_path, create_survey
+):
+    from ivr.app import create_app
+    from models.settings import load_settings
+
+    relaxed = load_settings(
+        env={},
+        overrides={
+            "database": {"url": f"sqlite:///{tmp_path}/relaxed.db"},
+            "twilio": {"validate_signatures": False},
+        },
+    )
+    assert relaxed.app.mode == "development" and relaxed.twilio.validate_signatures is False
+    relaxed_app = create_app(relaxed, session_factory=session_factory)
+    relaxed_app.config["TESTING"] = True
+    survey, attempt = create_survey()
+    response = relaxed_app.test_client().post(
+        path_of(voice_url(BASE, survey.token, attempt.id)), data=call_form(attempt)
+    )
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.mimetype == "application/xml"
+    assert "<Gather" in body and "税务局" in body
+    assert reload(session, attempt).status == AttemptStatus.IN_PROGRESS
+
+
 def test_answering_machine_is_hung_up_on_and_counts_as_an_attempt(
     session, twilio_post, create_survey, monkeypatch
 ):
@@ -258,6 +370,31 @@ def test_answering_machine_is_hung_up_on_and_counts_as_an_attempt(
     )
     assert settled == [AttemptStatus.MACHINE]
     assert reload(session, survey).disposition == "machine"
+
+
+@pytest.mark.parametrize("detected_at", ["answer", "status-callback"])
+def test_a_fax_is_treated_as_an_answering_machine(
+    session, twilio_post, create_survey, monkeypatch, detected_at
+):
+    survey, attempt = create_survey()
+    settled = []
+    monkeypatch.setattr(
+        "scheduler.outcomes.settle_attempt", lambda s, sv, at, st, now: settled.append(at.status)
+    )
+    final = call_form(attempt, CallStatus="completed", CallDuration="2")
+    if detected_at == "answer":
+        body = answer_call(twilio_post, survey, attempt, AnsweredBy="fax").get_data(as_text=True)
+        assert "<Hangup" in body and "<Gather" not in body and "<Say" not in body
+        assert reload(session, attempt).answered_by == "fax"
+        assert reload(session, survey).script_state == {}  # the script never ran
+    else:  # asynchronous detection: AnsweredBy arrives with the final status callback
+        final["AnsweredBy"] = "fax"
+    twilio_post(path_of(voice_status_url(BASE, survey.token, attempt.id)), final)
+    assert settled == [AttemptStatus.MACHINE]
+    stored = reload(session, attempt)
+    assert (stored.status, stored.answered_by) == (AttemptStatus.MACHINE, "fax")
+    assert reload(session, survey).disposition == "machine"
+    assert answers(session, survey) == {}
 
 
 def test_hangup_after_rating_is_partial_and_before_rating_is_break_off(session, twilio_post, create_survey):
@@ -313,6 +450,94 @@ def test_status_callbacks_out_of_order_never_move_a_finished_attempt_back(
     assert reload(session, survey).disposition == "complete"
 
 
+@pytest.mark.parametrize(
+    ("call_statuses", "attempt_statuses"),
+    [
+        (["queued"], ["queued"]),
+        (["initiated"], ["queued"]),
+        (["ringing"], ["ringing"]),
+        (["in-progress"], ["in_progress"]),
+        (["initiated", "ringing", "in-progress"], ["queued", "ringing", "in_progress"]),
+        (["in-progress", "ringing"], ["in_progress", "in_progress"]),
+        (["ringing", "initiated"], ["ringing", "ringing"]),
+        (["in-progress", "queued"], ["in_progress", "in_progress"]),
+    ],
+    ids=[
+        "queued",
+        "initiated",
+        "ringing",
+        "in-progress",
+        "in-order",
+        "ringing-after-in-progress",
+        "initiated-after-ringing",
+        "queued-after-in-progress",
+    ],
+)
+def test_status_callbacks_that_do_not_end_the_call_keep_the_attempt_current(
+    session, twilio_post, create_survey, call_statuses, attempt_statuses
+):
+    survey, attempt = create_survey()
+    attempt.status = AttemptStatus.PENDING  # the callback may come before the dispatcher stored "queued"
+    session.flush()
+    status_path = path_of(voice_status_url(BASE, survey.token, attempt.id))
+    seen = []
+    for call_status in call_statuses:
+        response = twilio_post(status_path, call_form(attempt, CallStatus=call_status))
+        assert response.status_code == 204
+        seen.append(reload(session, attempt).status)
+    assert seen == attempt_statuses
+    stored = reload(session, attempt)
+    assert (stored.ended_at, stored.duration_seconds) == (None, None)
+    after = reload(session, survey)
+    assert (after.state, after.disposition, after.finished_at) == (SurveyState.IN_PROGRESS, None, None)
+
+
+@pytest.mark.parametrize(
+    ("voice_retries", "survey_state", "next_attempt_after"),
+    [(None, SurveyState.SCHEDULED, timedelta(minutes=30)), ("", SurveyState.DONE, None)],
+    ids=["retried", "last-attempt"],
+)
+def test_canceled_call_ends_the_attempt_and_the_retry_policy_settles_it_as_no_answer(
+    session,
+    twilio_post,
+    create_survey,
+    create_campaign,
+    monkeypatch,
+    now,
+    voice_retries,
+    survey_state,
+    next_attempt_after,
+):
+    from scheduler.campaigns import CampaignDefinition
+
+    definition = {"name": "voice-only", "channels": ["voice"]}
+    if voice_retries is not None:
+        definition["retry"] = {"voice": voice_retries}
+    config = CampaignDefinition.model_validate(definition).model_dump(mode="json", exclude={"status"})
+    survey, attempt = create_survey(campaign=create_campaign(name="voice-only", config=config))
+    attempt.created_at = now  # a Monday morning: the default retry (30m 2h 1d) falls inside the window
+    session.flush()
+    monkeypatch.setattr("ivr.voice.utcnow", lambda: now)
+    status_path = path_of(voice_status_url(BASE, survey.token, attempt.id))
+    twilio_post(status_path, call_form(attempt, CallStatus="ringing"))
+    response = twilio_post(status_path, call_form(attempt, CallStatus="canceled", CallDuration="0"))
+    assert response.status_code == 204
+    stored = reload(session, attempt)
+    assert (stored.status, stored.duration_seconds) == (AttemptStatus.CANCELED, 0)
+    assert stored.ended_at is not None and stored.ended_at.replace(tzinfo=None) == now.replace(tzinfo=None)
+    after = reload(session, survey)
+    assert (after.state, after.disposition) == (survey_state, "no_answer")
+    assert after.first_attempt_at is not None  # the canceled call counts as an attempt
+    if next_attempt_after is None:
+        assert after.next_attempt_at is None and after.finished_at is not None
+    else:
+        assert after.next_attempt_at.replace(tzinfo=None) == (now + next_attempt_after).replace(tzinfo=None)
+        assert after.finished_at is None
+    # A late "ringing" after the end moves nothing back.
+    twilio_post(status_path, call_form(attempt, CallStatus="ringing"))
+    assert reload(session, attempt).status == AttemptStatus.CANCELED
+
+
 def test_unknown_call_status_is_ignored_and_logged(session, twilio_post, create_survey, caplog):
     survey, attempt = create_survey()
     response = twilio_post(
@@ -360,6 +585,26 @@ def test_dispositions_map_to_aapor_classes_in_one_table():
     assert AAPOR_CLASS[Disposition.COMPLETE] == "I" and AAPOR_CLASS[Disposition.PARTIAL] == "P"
     assert AAPOR_CLASS[Disposition.REFUSED] == "R" and AAPOR_CLASS[Disposition.BREAK_OFF] == "R"
     assert AAPOR_CLASS[Disposition.NOT_ELIGIBLE] == "NE" and AAPOR_CLASS[Disposition.NO_ANSWER] == "NC"
+
+
+def test_the_whole_aapor_table_is_as_designed():
+    # DESIGN §8: I complete, P partial, R refusal and break-off, NC non-contact, O other,
+    # UH / UO unknown, NE not eligible.
+    from models.domain import AAPOR_CLASS
+
+    assert {str(disposition): str(aapor) for disposition, aapor in AAPOR_CLASS.items()} == {
+        "complete": "I",
+        "partial": "P",
+        "break_off": "R",
+        "refused": "R",
+        "not_eligible": "NE",
+        "machine": "NC",
+        "no_answer": "NC",
+        "busy": "NC",
+        "failed": "UO",
+        "not_contacted": "UH",
+        "undelivered": "UO",
+    }
 
 
 def test_a_step_writes_only_the_columns_it_changes(session, create_survey, app):
