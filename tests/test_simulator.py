@@ -24,6 +24,7 @@ from ivr.simulator import (
     RandomPersona,
     ScriptedPersona,
     SimulatedGateway,
+    Speech,
     TerminalPersona,
     TransportError,
     parse_twiml,
@@ -683,3 +684,96 @@ def test_http_transport_raises_only_when_unreachable(live_server):
         "+8613800138000", "+8651012345", "http://127.0.0.1:9/voice", persona=ScriptedPersona(["1"])
     )
     assert record.errors and record.requests[-1].status is None
+
+
+AUDIO = "https://cdn.example.gov.cn/audio/welcome.mp3"
+
+
+def serve(app, path: str, *verbs: str) -> None:
+    """Let the stand-in app answer POST `path` with a fixed TwiML document of these verbs."""
+    app.add_url_rule(path, path, lambda: twiml(*verbs), methods=["POST"])
+
+
+def test_play_is_heard_as_audio_and_timed(app, network):
+    serve(app, "/voice/play", f"<Play>{AUDIO}</Play>", "<Hangup/>")
+    persona = ScriptedPersona([])
+
+    record = call(network, "/voice/play", persona=persona)
+
+    assert record.errors == []
+    assert record.speech == [Speech("play", AUDIO)] and persona.heard == record.speech
+    assert record.said == []  # audio is not a Say
+    assert record.hung_up_by == "app" and record.status == "completed"
+    assert record.duration == 5  # a played file counts five simulated seconds
+
+
+def test_play_nested_in_a_gather_is_heard_before_the_keys(app, network):
+    serve(
+        app,
+        "/voice/play-menu",
+        '<Gather numDigits="1" action="/voice/rated">',
+        f'<Play loop="2">{AUDIO}</Play>',
+        "</Gather>",
+        "<Hangup/>",
+    )
+    persona = ScriptedPersona(["1"])
+
+    record = call(network, "/voice/play-menu", persona=persona)
+
+    assert record.errors == []
+    assert [(speech.kind, speech.text) for speech in record.speech] == [
+        ("play", AUDIO),
+        ("say", "感谢您的评价，再见。"),
+    ]
+    assert received(app, "/voice/rated")[0]["Digits"] == "1"
+    # Played twice (10 s), one key (1 s), the thanks (10 characters, 2 s).
+    assert record.duration == 13
+
+
+@pytest.mark.parametrize(("pause", "duration"), [('<Pause length="3"/>', 4), ("<Pause/>", 2)])
+def test_a_pause_adds_its_length_to_the_call(app, network, pause, duration):
+    serve(app, "/voice/pause", "<Say>hello</Say>", pause, "<Hangup/>")  # five characters: one second
+
+    record = call(network, "/voice/pause", persona=ScriptedPersona([]))
+
+    assert record.errors == []
+    assert record.said == ["hello"]  # a pause says nothing
+    assert record.duration == duration
+    completed = received(app, "/status")[-1]
+    assert completed["CallStatus"] == "completed" and completed["CallDuration"] == str(duration)
+    # Answered after six seconds of ringing, then the call's own seconds.
+    assert completed["Timestamp"] == f"Mon, 03 Mar 2025 01:30:{6 + duration:02d} +0000"
+
+
+def test_a_silent_gather_waits_its_timeout(app, network):
+    for timeout in ("8", "2", None):
+        attribute = f' timeout="{timeout}"' if timeout else ""
+        serve(
+            app,
+            f"/voice/wait-{timeout}",
+            f'<Gather numDigits="1" action="/voice/rated"{attribute}><Say>hello</Say></Gather>',
+            "<Hangup/>",
+        )
+
+    durations = {
+        timeout: call(network, f"/voice/wait-{timeout}", persona=ScriptedPersona([None])).duration
+        for timeout in ("8", "2", None)
+    }
+
+    # One second of prompt, then the wait for input; Twilio's default timeout is 5 seconds.
+    assert durations == {"8": 9, "2": 3, None: 6}
+    assert received(app, "/voice/rated") == []  # silence without actionOnEmptyResult posts nothing
+
+
+def test_keys_that_end_a_gather_skip_the_timeout(app, network):
+    serve(
+        app,
+        "/voice/quick",
+        '<Gather finishOnKey="#" timeout="30" action="/voice/hangup"><Say>hello</Say></Gather>',
+    )
+
+    record = call(network, "/voice/quick", persona=ScriptedPersona(["13#"]))
+
+    assert record.errors == []
+    assert received(app, "/voice/hangup")[0]["Digits"] == "13"
+    assert record.duration == 4  # one second of prompt, one per key pressed, no wait

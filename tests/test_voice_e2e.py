@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from ivr.conversation import context_for
+from ivr.script import default_script
 from ivr.simulator import HANGUP, FlaskTransport, PhoneNetwork, ScriptedPersona
 from ivr.urls import voice_status_url, voice_url
 from models.optouts import OptOut
@@ -94,6 +96,10 @@ def test_refusal_by_zero_writes_an_opt_out(session, network, settings, create_su
     survey, _ = stored(session, survey)
     assert survey.disposition == "refused"
     assert record.hung_up_by == "app" and len(record.said) >= 2  # the refusal is confirmed aloud
+    confirmation = default_script().render("optout", context_for(session, survey, settings))
+    assert record.said[-1] == confirmation and "不会再" in confirmation
+    assert confirmation not in record.said[:-1]  # said once, after the 0, before the app hangs up
+    assert record.keys == ["0"] and record.errors == []
     count = select(func.count()).select_from(OptOut).where(OptOut.phone_e164 == survey.item.phone_e164)
     assert session.scalar(count) == 1
 
