@@ -138,15 +138,8 @@ def test_record_action_and_recording_status_keep_the_comment(session, twilio_pos
         twilio_post, survey, attempt, 2, "#", RecordingUrl=url, RecordingDuration="12", RecordingSid="RE1"
     )
     assert "<Hangup" in done.get_data(as_text=True)
-    status = twilio_post(
-        f"/twilio/voice/recording?survey={survey.token}",
-        call_form(attempt, RecordingUrl=url + ".wav", RecordingDuration="13", RecordingStatus="completed"),
-    )
-    assert status.status_code == 204
-    session.expire_all()
-    comment = session.scalars(
-        select(Answer).where(Answer.survey_id == survey.id, Answer.question == "comment")
-    ).one()
+    assert recording_status(twilio_post, survey, attempt, url + ".wav", "completed").status_code == 204
+    [comment] = comments(session, survey)
     assert (comment.recording_url, comment.recording_duration) == (url + ".wav", 13)
     assert reload(session, survey).disposition == "complete"
 
@@ -162,17 +155,21 @@ def test_failed_recording_status_stores_no_recording(session, twilio_post, creat
         press(
             twilio_post, survey, attempt, 2, "#", RecordingUrl=url, RecordingDuration="12", RecordingSid="RE1"
         )
-    status = twilio_post(
-        f"/twilio/voice/recording?survey={survey.token}",
-        call_form(attempt, RecordingUrl=url + ".wav", RecordingDuration="13", RecordingStatus="failed"),
-    )
-    assert status.status_code == 204
-    session.expire_all()
-    comments = session.scalars(
-        select(Answer).where(Answer.survey_id == survey.id, Answer.question == "comment")
-    ).all()
+    assert recording_status(twilio_post, survey, attempt, url + ".wav", "failed").status_code == 204
     expected = [(url, url, 12)] if recorded else []
-    assert [(c.value, c.recording_url, c.recording_duration) for c in comments] == expected
+    assert [(c.value, c.recording_url, c.recording_duration) for c in comments(session, survey)] == expected
+
+
+def recording_status(twilio_post, survey, attempt, url, status):
+    """Post Twilio's recording-status callback for a 13-second recording at `url`."""
+    form = call_form(attempt, RecordingUrl=url, RecordingDuration="13", RecordingStatus=status)
+    return twilio_post(f"/twilio/voice/recording?survey={survey.token}", form)
+
+
+def comments(session, survey):
+    session.expire_all()
+    query = select(Answer).where(Answer.survey_id == survey.id, Answer.question == "comment")
+    return session.scalars(query).all()
 
 
 def test_refusal_by_zero_writes_an_opt_out_and_confirms_aloud(session, twilio_post, create_survey, settings):
