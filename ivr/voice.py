@@ -7,6 +7,7 @@ URLs (see ivr/urls.py): POST /twilio/voice?survey=T&attempt=A, /twilio/voice/gat
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Response
@@ -41,6 +42,7 @@ from models.survey_ops import (
 )
 from models.surveys import (
     FINAL_ATTEMPT_STATUSES,
+    Answer,
     Attempt,
     AttemptStatus,
     Survey,
@@ -144,6 +146,28 @@ def _form_int(form: MultiDict[str, str], name: str) -> int | None:
         return None
 
 
+# What Twilio sends is stored only in the shape Twilio sends it: a signed but garbled or forged form
+# (a 200-character ErrorCode, a CallSid of punctuation) must not fail on a column's length.
+_CALL_SID = re.compile(r"[A-Za-z0-9]{2,64}")
+_RECORDING_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+")
+_RECORDING_URL_LENGTH = Answer.__table__.c.recording_url.type.length
+
+
+def _form_text(form: MultiDict[str, str], name: str, column: Any) -> str | None:
+    """A short text field (ErrorCode, AnsweredBy), cut to its column's length; None when blank."""
+    text = form.get(name, "").replace("\x00", "")  # PostgreSQL's text cannot hold NUL
+    return text.strip()[: column.type.length] or None
+
+
+def _recording_url(form: MultiDict[str, str]) -> str:
+    """The RecordingUrl Twilio sent, or "" when there is none that could be one (logged)."""
+    url = form.get("RecordingUrl", "")
+    if url and (len(url) > _RECORDING_URL_LENGTH or not _RECORDING_URL.fullmatch(url)):
+        log.warning("RecordingUrl of %d characters is not a recording URL: ignored", len(url))
+        return ""
+    return url
+
+
 @bp.post("")
 @twilio_webhook(apology)
 def answered() -> Response:
@@ -165,7 +189,7 @@ def answered() -> Response:
         _note_call(attempt, call_sid)
     if survey.state == SurveyState.DONE:
         return _goodbye(survey)
-    answered_by = req.form.get("AnsweredBy")
+    answered_by = _form_text(req.form, "AnsweredBy", Attempt.answered_by)
     if is_machine(answered_by):
         # Hang up; the final status callback records the attempt as a machine and settles it.
         if attempt is not None:
@@ -186,7 +210,7 @@ def answered() -> Response:
 
 def _note_call(attempt: Attempt, call_sid: str) -> None:
     # The webhook may arrive before the dispatcher stored the provider id: take it from Twilio.
-    if call_sid and not attempt.provider_id:
+    if call_sid and not attempt.provider_id and _CALL_SID.fullmatch(call_sid):
         attempt.provider_id = call_sid
 
 
@@ -195,7 +219,7 @@ def _input_for(form: MultiDict[str, str], state: dict[str, Any]) -> Input:
     if digits == "hangup":
         return Hangup()
     if awaiting(state) == "comment":
-        url = form.get("RecordingUrl", "")
+        url = _recording_url(form)
         duration = _form_int(form, "RecordingDuration") or 0
         return Recording(url=url, duration=duration) if url and duration > 0 else RecordingSkipped()
     return Digits(digits=(digits or "").strip())
@@ -244,7 +268,7 @@ def call_status() -> Response:
     attempt = attempt_of(session, survey, req.args.get("attempt"))
     if attempt is None:
         return no_content()
-    answered_by = req.form.get("AnsweredBy") or attempt.answered_by
+    answered_by = _form_text(req.form, "AnsweredBy", Attempt.answered_by) or attempt.answered_by
     status = map_call_status(req.form.get("CallStatus"), answered_by)
     if status is None:
         return no_content()
@@ -253,7 +277,7 @@ def call_status() -> Response:
         session.commit()
         return no_content()  # a late or repeated callback never moves a finished attempt back
     attempt.answered_by = answered_by
-    attempt.error_code = req.form.get("ErrorCode") or attempt.error_code
+    attempt.error_code = _form_text(req.form, "ErrorCode", Attempt.error_code) or attempt.error_code
     if status not in FINAL_ATTEMPT_STATUSES:
         if attempt_progress(status) > attempt_progress(attempt.status):
             attempt.status = status  # a late "initiated" never moves a ringing or answered call back
@@ -305,7 +329,7 @@ def recording_status() -> Response:
     session = web.db_session()
     now = utcnow()
     survey = survey_by_token(session, req.args.get("survey"), for_update=True)
-    url = req.form.get("RecordingUrl", "")
+    url = _recording_url(req.form)
     if survey is None or not url or req.form.get("RecordingStatus", "completed") != "completed":
         return no_content()
     duration = _form_int(req.form, "RecordingDuration")

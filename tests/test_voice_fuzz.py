@@ -116,7 +116,9 @@ RECORDING_URL = "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE1"
 random_call_forms = st.fixed_dictionaries(
     {
         "Digits": st.one_of(absent, keys),
-        "RecordingUrl": st.one_of(absent, st.just(RECORDING_URL), st.text(max_size=40)),
+        "RecordingUrl": st.one_of(
+            absent, st.just(RECORDING_URL), st.just(RECORDING_URL + "x" * 500), st.text(max_size=40)
+        ),
         "RecordingDuration": st.one_of(absent, numbers),
         "RecordingStatus": st.one_of(absent, st.sampled_from(["completed", "in-progress", "absent", ""])),
         "CallStatus": st.one_of(
@@ -170,6 +172,18 @@ def _errors(caplog) -> list[str]:
         "CallStatus": "completed",
         "CallDuration": "3000000000",
         "extra": {},
+    },
+)
+@example(  # text fields longer than their columns (PostgreSQL refuses them) and an overlong recording URL
+    prefix=("4", "13#"),
+    random_form={
+        "Digits": "#",
+        "RecordingUrl": RECORDING_URL + "x" * 500,
+        "RecordingDuration": "12",
+        "RecordingStatus": "completed",
+        "CallStatus": "failed",
+        "CallDuration": "3",
+        "extra": {"ErrorCode": "0" * 21, "AnsweredBy": "m" * 31},
     },
 )
 def test_random_signed_forms_at_a_real_call_step_never_get_a_server_error(

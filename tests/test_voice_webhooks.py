@@ -575,6 +575,57 @@ def test_webhook_takes_the_call_sid_when_the_dispatcher_has_not_stored_it(
     assert reload(session, attempt).provider_id == "CA" + "5" * 32
 
 
+@pytest.mark.parametrize(
+    "call_sid", ["CA" + "f" * 100, "CA-../x", "", "C"], ids=["too-long", "punctuation", "blank", "short"]
+)
+def test_a_call_sid_twilio_never_sends_is_not_stored(session, twilio_post, create_survey, call_sid):
+    survey, attempt = create_survey()
+    attempt.provider_id = None
+    session.flush()
+    response = answer_call(twilio_post, survey, attempt, CallSid=call_sid)
+    assert response.status_code == 200 and "<Gather" in response.get_data(as_text=True)
+    assert reload(session, attempt).provider_id is None  # the status column holds 64 characters
+
+
+def test_overlong_error_code_and_answered_by_are_cut_to_their_columns(session, twilio_post, create_survey):
+    # PostgreSQL refuses a value longer than its column: the callback answered 503, and Twilio retried.
+    survey, attempt = create_survey()
+    answered_by = "unknown" + "x" * 100
+    final = call_form(attempt, CallStatus="failed", ErrorCode=" \x00" + "3" * 200, AnsweredBy=answered_by)
+    response = twilio_post(path_of(voice_status_url(BASE, survey.token, attempt.id)), final)
+    assert response.status_code == 204
+    stored = reload(session, attempt)
+    assert (stored.status, stored.error_code, stored.answered_by) == (
+        AttemptStatus.FAILED,
+        "3" * 20,
+        answered_by[:30],
+    )
+    assert reload(session, survey).disposition == "failed"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/" + "R" * 500,
+        "javascript:alert(1)",
+        "https://api.twilio.com/Recordings/RE1 and more",
+        "https://api.twilio.com/Recordings/RE1\x00",
+    ],
+    ids=["longer-than-the-column", "not-http", "spaces", "nul"],
+)
+def test_a_recording_url_that_is_not_one_is_ignored(session, twilio_post, create_survey, caplog, url):
+    survey, attempt = create_survey()
+    answer_call(twilio_post, survey, attempt)
+    press(twilio_post, survey, attempt, 0, "4")
+    press(twilio_post, survey, attempt, 1, "3#")
+    done = press(twilio_post, survey, attempt, 2, "#", RecordingUrl=url, RecordingDuration="12")
+    assert done.status_code == 200 and "<Hangup" in done.get_data(as_text=True)
+    assert recording_status(twilio_post, survey, attempt, url, "completed").status_code == 204
+    assert comments(session, survey) == []  # as if nothing was recorded; the rating and categories stay
+    assert answers(session, survey) == {"rating": "dissatisfied", "categories": "delay"}
+    assert "is not a recording URL: ignored" in caplog.text
+
+
 def test_dispositions_map_to_aapor_classes_in_one_table():
     from models.domain import AAPOR_CLASS, Disposition
 
