@@ -44,7 +44,7 @@ from ivr import conversation, web
 from ivr.script import ItemContext, Script, SmsReply, awaiting, default_script
 from ivr.sms_parse import Keyword, ParsedReply, parse_reply
 from ivr.twilio_adapter import map_message_status, render_message
-from ivr.webhooks import no_content, twilio_webhook, twiml_response, unavailable
+from ivr.webhooks import form_text, no_content, twilio_webhook, twiml_response, unavailable
 from models.base import utcnow
 from models.domain import Channel, Disposition
 from models.driver_sql import DriverStatement
@@ -114,6 +114,9 @@ CARRIER_OPT_OUT_CODES = frozenset({"21610"})  # the citizen replied STOP to the 
 NOT_ELIGIBLE_CODES = frozenset({"21211", "21614"})  # invalid number, not a mobile number
 _SID = re.compile(r"[A-Za-z0-9]{2,40}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ERROR_CODE_LENGTH = min(
+    Attempt.__table__.c.error_code.type.length, Message.__table__.c.error_code.type.length
+)  # what both columns hold
 
 
 def _no_reply() -> Response:
@@ -328,7 +331,7 @@ def message_status() -> Response:
     session = web.db_session()
     now = utcnow()
     status = map_message_status(req.form.get("MessageStatus") or req.form.get("SmsStatus"))
-    error_code = req.form.get("ErrorCode", "").strip()[:20] or None
+    error_code = form_text(req.form, "ErrorCode", _ERROR_CODE_LENGTH)
     sid = _message_sid(req.form)
     if status is not None and sid is not None:
         # Like the attempt below: forward only, and a delivered text stays delivered.

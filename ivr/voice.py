@@ -25,7 +25,7 @@ from ivr.twilio_adapter import (
     render_voice,
 )
 from ivr.urls import recording_status_url, voice_gather_url
-from ivr.webhooks import no_content, twilio_webhook, twiml_response, unavailable
+from ivr.webhooks import form_text, no_content, twilio_webhook, twiml_response, unavailable
 from models.base import utcnow
 from models.cases_ops import open_case_for
 from models.domain import Channel, Disposition
@@ -151,12 +151,8 @@ def _form_int(form: MultiDict[str, str], name: str) -> int | None:
 _CALL_SID = re.compile(r"[A-Za-z0-9]{2,64}")
 _RECORDING_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+")
 _RECORDING_URL_LENGTH = Answer.__table__.c.recording_url.type.length
-
-
-def _form_text(form: MultiDict[str, str], name: str, column: Any) -> str | None:
-    """A short text field (ErrorCode, AnsweredBy), cut to its column's length; None when blank."""
-    text = form.get(name, "").replace("\x00", "")  # PostgreSQL's text cannot hold NUL
-    return text.strip()[: column.type.length] or None
+_ANSWERED_BY_LENGTH = Attempt.__table__.c.answered_by.type.length
+_ERROR_CODE_LENGTH = Attempt.__table__.c.error_code.type.length
 
 
 def _recording_url(form: MultiDict[str, str]) -> str:
@@ -189,7 +185,7 @@ def answered() -> Response:
         _note_call(attempt, call_sid)
     if survey.state == SurveyState.DONE:
         return _goodbye(survey)
-    answered_by = _form_text(req.form, "AnsweredBy", Attempt.answered_by)
+    answered_by = form_text(req.form, "AnsweredBy", _ANSWERED_BY_LENGTH)
     if is_machine(answered_by):
         # Hang up; the final status callback records the attempt as a machine and settles it.
         if attempt is not None:
@@ -268,7 +264,7 @@ def call_status() -> Response:
     attempt = attempt_of(session, survey, req.args.get("attempt"))
     if attempt is None:
         return no_content()
-    answered_by = _form_text(req.form, "AnsweredBy", Attempt.answered_by) or attempt.answered_by
+    answered_by = form_text(req.form, "AnsweredBy", _ANSWERED_BY_LENGTH) or attempt.answered_by
     status = map_call_status(req.form.get("CallStatus"), answered_by)
     if status is None:
         return no_content()
@@ -277,7 +273,7 @@ def call_status() -> Response:
         session.commit()
         return no_content()  # a late or repeated callback never moves a finished attempt back
     attempt.answered_by = answered_by
-    attempt.error_code = _form_text(req.form, "ErrorCode", Attempt.error_code) or attempt.error_code
+    attempt.error_code = form_text(req.form, "ErrorCode", _ERROR_CODE_LENGTH) or attempt.error_code
     if status not in FINAL_ATTEMPT_STATUSES:
         if attempt_progress(status) > attempt_progress(attempt.status):
             attempt.status = status  # a late "initiated" never moves a ringing or answered call back

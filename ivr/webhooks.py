@@ -84,6 +84,16 @@ def signature_ok(req: Request) -> bool:
     )
 
 
+def form_text(form: MultiDict[str, str], name: str, length: int) -> str | None:
+    """A short text field Twilio sends (ErrorCode, AnsweredBy), cut to `length`; None when blank.
+
+    What a webhook stores of a signed but garbled or forged form must fit its column: PostgreSQL
+    refuses a longer value or a NUL (SQLite stores both), and the callback would fail for good.
+    """
+    text = form.get(name, "").replace("\x00", "")
+    return text.strip()[:length] or None
+
+
 def twiml_response(body: str, status: int = 200) -> Response:
     """Return a TwiML document response."""
     return Response(body, status=status, mimetype=TWIML)

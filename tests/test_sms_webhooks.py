@@ -442,6 +442,17 @@ def test_status_callbacks_move_the_attempt_forward_and_settle_failures(
     assert reload(session, message).status == attempt_status
 
 
+def test_error_code_with_a_nul_is_stored_without_it(session, texted, report, settled):
+    # PostgreSQL text cannot hold a NUL: the callback answered 503, and Twilio retried it for ever.
+    survey, attempt = texted()
+    message = sent_message(session, survey, attempt)
+    report(survey, attempt, ("undelivered", " \x0030003" + "9" * 30))
+    stored = reload(session, attempt)
+    assert (stored.status, stored.error_code) == ("undelivered", ("30003" + "9" * 30)[:20])
+    assert reload(session, message).error_code == stored.error_code
+    assert settled == ["undelivered"]
+
+
 def test_status_of_a_text_to_a_finished_survey_changes_only_the_attempt(
     session, texted, send, report, settled
 ):
