@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.intake import IntakeOptions
+from models.items import ServiceItem
 from models.logs import setup_logging
 from models.settings import ConfigError, Settings, load_settings
 
@@ -124,9 +125,19 @@ def _safe_url(ctx: Context) -> str:
     return make_url(ctx.settings.database.url).render_as_string(hide_password=True)
 
 
+SOURCE_LENGTH = ServiceItem.__table__.c.source.type.length
+
+
+def _source(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    # PostgreSQL refuses a value longer than its column (SQLite would store it).
+    if value is not None and len(value) > SOURCE_LENGTH:
+        raise click.BadParameter(f"longer than {SOURCE_LENGTH} characters")
+    return value
+
+
 @main.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--source", help="Source system name (default: intake.default_source).")
+@click.option("--source", callback=_source, help="Source system name (default: intake.default_source).")
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "xlsx", "jsonl"]), help="Default: from the suffix."
 )

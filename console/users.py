@@ -10,6 +10,7 @@ from models.departments import department_by_code
 from models.staff import Role, StaffUser
 
 MIN_PASSWORD_LENGTH = 8
+USERNAME_LENGTH = StaffUser.__table__.c.username.type.length  # also what the actor columns hold
 
 
 class UserError(ValueError):
@@ -23,6 +24,8 @@ def create_user(
     username = username.strip()
     if not username:
         raise UserError("username is empty")
+    if len(username) > USERNAME_LENGTH:
+        raise UserError(f"username is longer than {USERNAME_LENGTH} characters")
     if role not in {r.value for r in Role}:
         raise UserError(f"role {role!r} is not one of {', '.join(r.value for r in Role)}")
     if len(password) < MIN_PASSWORD_LENGTH:

@@ -64,6 +64,12 @@ def _move(
     case.state = to
 
 
+def _refuse_nul(case: Case, field: str, text: str) -> None:
+    # PostgreSQL text cannot hold a NUL (SQLite would store it); a file given to the CLI may carry one.
+    if "\x00" in text:
+        raise CaseError(f"case {case.id}: the {field} contains a NUL character")
+
+
 def _locked(session: Session, case: Case) -> Case:
     """Re-read the case under a row lock (PostgreSQL) so two actors cannot move it at once."""
     session.flush()
@@ -187,6 +193,7 @@ def answer_case(
     """Record the department's rectification feedback and schedule the verification visit."""
     if not feedback or not feedback.strip():
         raise CaseError(f"case {case.id}: the feedback must say how the complaint was handled")
+    _refuse_nul(case, "feedback", feedback)
     _locked(session, case)
     _move(session, case, CaseState.ANSWERED, actor, now, feedback.strip())
     case.feedback = feedback.strip()
@@ -270,6 +277,7 @@ def mark_escalation(
     decision = Escalation(escalation)
     if not reason or not reason.strip():
         raise CaseError(f"case {case.id}: an escalation needs a reason")
+    _refuse_nul(case, "reason", reason)
     _locked(session, case)
     _move(session, case, CaseState.ESCALATED, actor, now, f"{decision.value}: {reason.strip()}")
     case.escalation = decision
@@ -280,6 +288,7 @@ def close_case(session: Session, case: Case, note: str, actor: str, now: datetim
     """Close an escalated case, or an answered one whose verification visit could not be made."""
     if not note or not note.strip():
         raise CaseError(f"case {case.id}: closing by hand needs a note")
+    _refuse_nul(case, "note", note)
     _locked(session, case)
     if case.state == CaseState.ANSWERED and case.verification_result != UNVERIFIED:
         raise CaseError(

@@ -253,6 +253,21 @@ def test_answering_needs_feedback_and_a_case_that_waits_for_it(session, settings
     assert [e.to_state for e in events] == ["open", "answered"]
 
 
+def test_case_texts_with_a_nul_are_refused_naming_the_field(session, settings, rated_survey):
+    # PostgreSQL text cannot hold a NUL (SQLite stores it); a file given to the CLI may carry one.
+    case = open_case_for(session, rated_survey(), settings, OPENED)
+    with pytest.raises(CaseError, match="feedback contains a NUL character"):
+        answer_case(session, case, "已整改\x00", "officer1", settings, OPENED)
+    with pytest.raises(CaseError, match="reason contains a NUL character"):
+        mark_escalation(session, case, "interview", "态度差\x00", "boss", OPENED)
+    with pytest.raises(CaseError, match="note contains a NUL character"):
+        close_case(session, case, "已核实\x00", "boss", OPENED)
+    session.flush()
+    assert case.state == "open" and case.feedback is None
+    events = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)).all()
+    assert [e.to_state for e in events] == ["open"]
+
+
 def test_verification_of_a_normal_survey_is_ignored(session, settings, rated_survey):
     survey = rated_survey()
     open_case_for(session, survey, settings, OPENED)

@@ -48,6 +48,23 @@ def test_init_refuses_a_short_admin_password(fresh_db_url, tmp_path):
     assert "at least 8 characters" in result.output
 
 
+def test_init_refuses_an_admin_name_longer_than_its_column(fresh_db_url, tmp_path):
+    # PostgreSQL refuses a value longer than its column (SQLite stores it): a clear error instead.
+    password = tmp_path / "pw"
+    password.write_text("s3cret-password\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        main,
+        ["init", "--admin", "a" * 65, "--password-file", str(password)],
+        env={"RETURNVISIT_DATABASE_URL": fresh_db_url},
+    )
+    assert result.exit_code == 1
+    assert "username is longer than 64 characters" in result.output
+    engine = make_engine(fresh_db_url)
+    with make_sessionmaker(engine)() as session:
+        assert session.scalars(select(StaffUser)).all() == []
+    engine.dispose()
+
+
 def test_import_prints_bad_lines_and_a_json_summary(tmp_path):
     db_url = f"sqlite:///{tmp_path}/cli.db"
     invoke(["init"], db_url)
@@ -67,6 +84,27 @@ def test_import_prints_bad_lines_and_a_json_summary(tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["read"] == 3 and summary["new"] == 2 and summary["skipped"] == 1
     assert summary["skipped_by_reason"] == {"no usable phone": 1}
+
+
+def test_import_refuses_a_source_longer_than_its_column(fresh_db_url, tmp_path):
+    invoke(["init"], fresh_db_url)
+    path = tmp_path / "items.csv"
+    path.write_text(
+        "办件编号,部门编码,事项名称,联系电话,办结时间\nA1,SWJ,契税申报,13812345678,2026-09-01 10:00\n",
+        encoding="utf-8",
+    )
+    refused = CliRunner().invoke(
+        main, ["import", str(path), "--source", "s" * 65], env={"RETURNVISIT_DATABASE_URL": fresh_db_url}
+    )
+    assert refused.exit_code == 2
+    assert "--source" in refused.output and "64 characters" in refused.output
+    engine = make_engine(fresh_db_url)
+    with make_sessionmaker(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(ServiceItem)) == 0
+    engine.dispose()
+    result = invoke(["import", str(path), "--source", "s" * 64, "--json"], fresh_db_url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["new"] == 1
 
 
 def test_import_of_a_file_without_required_columns_fails_with_a_message(tmp_path):

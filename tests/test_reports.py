@@ -294,6 +294,25 @@ def test_cli_cases_list_show_answer_escalate(cli_db):
     assert sweep.exit_code == 0 and json.loads(sweep.output)["escalated"] == 0
 
 
+def test_cli_refuses_an_actor_longer_than_its_column_and_a_feedback_file_with_a_nul(cli_db, tmp_path):
+    # PostgreSQL refuses both (SQLite stores them): a message naming the option, and nothing changes.
+    (case,) = [json.loads(line) for line in run(cli_db, "cases", "list", "--json").output.splitlines()]
+    long_actor = run(cli_db, "cases", "answer", str(case["id"]), "--feedback", "已整改", "--actor", "a" * 65)
+    assert long_actor.exit_code == 2
+    assert "--actor" in long_actor.output and "64 characters" in long_actor.output
+    feedback = tmp_path / "feedback.txt"
+    feedback.write_text("已整改\x00", encoding="utf-8")
+    nul = run(cli_db, "cases", "answer", str(case["id"]), "--feedback-file", str(feedback), "--actor", "o")
+    assert nul.exit_code == 1 and "feedback contains a NUL character" in nul.output
+    closing = run(cli_db, "quarter", "close", "2026Q3", "--actor", "b" * 65)
+    assert closing.exit_code == 2 and "--actor" in closing.output
+    (after,) = [json.loads(line) for line in run(cli_db, "cases", "list", "--json").output.splitlines()]
+    assert after["state"] == "open"
+    answered = run(cli_db, "cases", "answer", str(case["id"]), "--feedback", "已整改", "--actor", "a" * 64)
+    assert answered.exit_code == 0, answered.output
+    assert run(cli_db, "quarter", "close", "2026Q3", "--actor", "b" * 64).exit_code == 0
+
+
 def test_cli_quarter_close_reports_and_letters(cli_db, tmp_path):
     closed = run(cli_db, "quarter", "close", "2026Q3", "--actor", "boss")
     assert closed.exit_code == 0, closed.output
