@@ -242,10 +242,11 @@ def parse_definition(
         "segment_counter": segment_counter,
         "org": org,
     }
+    # PostgreSQL text cannot hold a NUL (SQLite would store it): TOML may write one as "\u0000".
+    problems = [f"{path}: contains a NUL character" for path in _nul_paths(data)]
     try:
-        return CampaignDefinition.model_validate(dict(data), context=context)
+        definition = CampaignDefinition.model_validate(dict(data), context=context)
     except ValidationError as exc:
-        problems = []
         for error in exc.errors():
             message = str(error["msg"]).removeprefix("Value error, ")
             path = _key_path(error["loc"])
@@ -254,6 +255,25 @@ def parse_definition(
             else:  # the model-level checks, each already naming its key
                 problems.extend(message.split("; "))
         raise CampaignError(problems) from None
+    if problems:
+        raise CampaignError(problems)
+    return definition
+
+
+def _nul_paths(value: Any, path: str = "") -> list[str]:
+    """Return the key path of every text in `value` (keys too) that holds a NUL character."""
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, Mapping):
+        found = []
+        for key, item in value.items():
+            shown = str(key).replace("\x00", "\\u0000")
+            inner = f"{path}.{shown}" if path else shown
+            found += [inner] if "\x00" in str(key) else _nul_paths(item, inner)
+        return found
+    if isinstance(value, list | tuple):
+        return [found for index, item in enumerate(value) for found in _nul_paths(item, f"{path}[{index}]")]
+    return []
 
 
 def read_definition_file(path: Path, **options: Any) -> CampaignDefinition:

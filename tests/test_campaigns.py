@@ -84,6 +84,29 @@ def test_validation_names_every_wrong_field():
     assert "citizen" in by_key["sms_text.en-US"]
 
 
+def test_a_nul_character_anywhere_is_refused_naming_its_key():
+    # PostgreSQL text cannot hold a NUL (SQLite stores it); TOML writes one as "\u0000".
+    problems = problems_of(
+        {
+            "name": "Q4\x00",
+            "seed": "s\x00",
+            "matters": ["契税申报", "企业\x00开办"],
+            "quota_by_department": {"S\x00": 1},
+            "sms_text": {"zh-CN": "您好\x00{matter}"},
+            "quota": -1,
+        }
+    )
+    assert problems == [
+        "name: contains a NUL character",
+        "seed: contains a NUL character",
+        "matters[1]: contains a NUL character",
+        "quota_by_department.S\\u0000: contains a NUL character",
+        "sms_text.zh-CN: contains a NUL character",
+        "quota: Input should be greater than or equal to 0",
+    ]
+    assert problems_of({"name": "Q4\x00"}) == ["name: contains a NUL character"]
+
+
 def test_cross_field_checks_name_their_keys():
     problems = problems_of({"name": "x", "delay": "40d", "channels": ["voice"], "retry": {"sms": "1h"}})
     assert problems == [
@@ -211,6 +234,16 @@ def test_cli_apply_list_pause_resume_archive(cli, tmp_path):
     assert cli("campaign", "archive", "Q4 回访").output == "campaign 'Q4 回访' is archived\n"
     refused = cli("campaign", "resume", "Q4 回访")
     assert refused.exit_code == 1 and "it is archived" in refused.output
+
+
+def test_cli_apply_refuses_a_nul_character_and_stores_nothing(cli, tmp_path):
+    path = tmp_path / "nul.toml"
+    path.write_text('name = "Q4\\u0000"\nmatters = ["契税\\u0000申报"]\n', encoding="utf-8")
+    result = cli("campaign", "apply", str(path))
+    assert result.exit_code == 1
+    assert "name: contains a NUL character" in result.output
+    assert "matters[0]: contains a NUL character" in result.output
+    assert "no campaigns" in cli("campaign", "list").output
 
 
 def test_cli_apply_lists_every_problem(cli, tmp_path):
