@@ -24,15 +24,22 @@ from sqlalchemy.orm import Session
 
 from models.scheduling import SchedulerLock
 from models.settings import Settings
+from models.surveys import Survey
 
 SCHEDULER_LOCK = "scheduler"
 # pg_try_advisory_xact_lock key of the pick sweep (any constant shared by every scheduler).
 PICK_LOCK_KEY = 0x52565049434B  # "RVPICK"
 
 
+# What Survey.lease_owner holds (the lock and heartbeat owners hold more): PostgreSQL refuses more.
+OWNER_LENGTH = Survey.__table__.c.lease_owner.type.length
+
+
 def default_owner() -> str:
     """Return an owner id unique to this process: host, pid and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    tail = f":{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    # A host name may be 63 characters or more (pods, cloud hosts): its end gives way.
+    return socket.gethostname()[: OWNER_LENGTH - len(tail)] + tail
 
 
 def is_sqlite(session: Session) -> bool:

@@ -88,6 +88,20 @@ def test_only_due_surveys_of_active_campaigns_are_dialled(session, now, world):
     assert all(attempts_of(session, s) == [] for s in (later, paused, done, live))
 
 
+def test_the_default_owner_fits_the_lease_column_on_a_host_with_a_long_name(session, now, world, monkeypatch):
+    # A pod or cloud host name may be 63 characters; PostgreSQL refuses a longer lease_owner (64).
+    from scheduler import locks
+
+    monkeypatch.setattr(locks.socket, "gethostname", lambda: "returnvisit-scheduler-" + "x" * 41)
+    owner = locks.default_owner()
+    assert len(owner) <= Survey.__table__.c.lease_owner.type.length
+    assert owner.startswith("returnvisit-scheduler-x") and owner != locks.default_owner()
+    survey = world.survey()
+    assert claim_due(session, owner=owner, now=now, lease=timedelta(minutes=5), limit=1) == [survey.id]
+    session.expire_all()
+    assert survey.lease_owner == owner
+
+
 def test_claim_leases_each_survey_to_one_owner(session, now, world):
     first, second = world.survey(), world.survey()
     lease = timedelta(minutes=5)
