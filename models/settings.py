@@ -13,10 +13,18 @@ import tomllib
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +95,21 @@ class PhoneSettings(_Section):
     default_area_code: str
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+# Values stored in a column of this many characters: PostgreSQL refuses longer ones (and any NUL).
+SourceName = Annotated[str, Field(max_length=64), AfterValidator(_no_nul)]  # ServiceItem.source
+Sender = Annotated[str, Field(max_length=20), AfterValidator(_no_nul)]  # Attempt.from_number
+
+
 class IntakeSettings(_Section):
     api_token: str
     auto_create_departments: bool
-    default_source: str
+    default_source: SourceName
     max_batch: int = Field(gt=0)
     columns: dict[str, list[str]]
 
@@ -99,8 +118,8 @@ class TwilioSettings(_Section):
     account_sid: str
     auth_token: str
     api_base_url: str
-    voice_from: str
-    sms_from: str
+    voice_from: Sender
+    sms_from: Sender
     voice_zh: str
     voice_en: str
     validate_signatures: bool

@@ -57,6 +57,22 @@ def test_wrong_type_names_the_key(tmp_path):
         load_settings(path, env={})
 
 
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (f'[intake]\ndefault_source = "{"s" * 65}"\n', r"intake\.default_source: .*at most 64 characters"),
+        ('[intake]\ndefault_source = "import\\u0000"\n', r"intake\.default_source: .*NUL character"),
+        ('[twilio]\nvoice_from = "+12025550100123456789"\n', r"twilio\.voice_from: .*at most 20 characters"),
+        ('[twilio]\nsms_from = "whatsapp:+12025550101"\n', r"twilio\.sms_from: .*at most 20 characters"),
+    ],
+    ids=["long-source", "nul-source", "long-voice-from", "long-sms-from"],
+)
+def test_a_value_its_column_cannot_hold_stops_start_up_naming_the_key(tmp_path, text, named):
+    # Every import stores intake.default_source, every attempt its sender: PostgreSQL would refuse them.
+    with pytest.raises(ConfigError, match=named):
+        load_settings(site(tmp_path, text), env={})
+
+
 def test_bad_time_zone_names_the_key(tmp_path):
     path = site(tmp_path, '[app]\ntimezone = "Mars/Olympus"\n')
     with pytest.raises(ConfigError, match=r"app\.timezone"):
