@@ -157,6 +157,9 @@ def setup_logging(
         if getattr(handler, _OURS, False):
             root.removeHandler(handler)
             handler.close()
+    # Newer Alembic releases (1.20 here) log each of their plugins being set up, at INFO, once a
+    # process: seven lines before `init` or `demo` says anything. The migrations' own lines stay.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # gunicorn's own loggers do not propagate to the root logger: their handlers get the mask too.
     foreign = list(root.handlers) + [
         h for name in ("gunicorn.error", "gunicorn.access") for h in logging.getLogger(name).handlers

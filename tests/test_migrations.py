@@ -1,5 +1,9 @@
 """The migrations build the schema the models describe, on every backend."""
 
+import os
+import subprocess
+import sys
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -16,6 +20,21 @@ def test_migrations_upgrade_empty_database_to_head(fresh_db_url):
     assert migrate.is_at_head(engine)
     assert set(metadata.tables) <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def test_init_says_what_it_migrates_and_not_how_alembic_sets_itself_up(tmp_path):
+    # Alembic sets its plugins up once a process: a fresh one, as a site runs `init` or `demo`.
+    env = {**os.environ, "RETURNVISIT_DATABASE_URL": f"sqlite:///{tmp_path}/fresh.db"}
+    env.pop("RETURNVISIT_CONFIG", None)
+    result = subprocess.run(
+        [sys.executable, "-c", "from console.cli import main; main()", "init"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "Running upgrade 0004 -> 0005" in result.stderr
+    assert "setup plugin" not in result.stderr
 
 
 def test_upgrade_is_idempotent(fresh_db_url):
