@@ -55,8 +55,21 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+# Text that ends up in stored rows (the org's name is in the texts sent), and values stored in a
+# column of a given length: PostgreSQL refuses a NUL, and a value longer than its column.
+StoredText = Annotated[str, AfterValidator(_no_nul)]
+SourceName = Annotated[str, Field(max_length=64), AfterValidator(_no_nul)]  # ServiceItem.source
+Sender = Annotated[str, Field(max_length=20), AfterValidator(_no_nul)]  # Attempt.from_number
+
+
 class AppSettings(_Section):
-    org: str
+    org: StoredText
     mode: Literal["development", "production"]
     timezone: str
     language: Literal["zh-CN", "en-US"]
@@ -93,17 +106,6 @@ class DatabaseSettings(_Section):
 class PhoneSettings(_Section):
     default_region: str
     default_area_code: str
-
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("contains a NUL character")
-    return value
-
-
-# Values stored in a column of this many characters: PostgreSQL refuses longer ones (and any NUL).
-SourceName = Annotated[str, Field(max_length=64), AfterValidator(_no_nul)]  # ServiceItem.source
-Sender = Annotated[str, Field(max_length=20), AfterValidator(_no_nul)]  # Attempt.from_number
 
 
 class IntakeSettings(_Section):

@@ -64,8 +64,9 @@ def test_wrong_type_names_the_key(tmp_path):
         ('[intake]\ndefault_source = "import\\u0000"\n', r"intake\.default_source: .*NUL character"),
         ('[twilio]\nvoice_from = "+12025550100123456789"\n', r"twilio\.voice_from: .*at most 20 characters"),
         ('[twilio]\nsms_from = "whatsapp:+12025550101"\n', r"twilio\.sms_from: .*at most 20 characters"),
+        ('[app]\norg = "某市\\u0000"\n', r"app\.org: .*NUL character"),
     ],
-    ids=["long-source", "nul-source", "long-voice-from", "long-sms-from"],
+    ids=["long-source", "nul-source", "long-voice-from", "long-sms-from", "nul-org"],
 )
 def test_a_value_its_column_cannot_hold_stops_start_up_naming_the_key(tmp_path, text, named):
     # Every import stores intake.default_source, every attempt its sender: PostgreSQL would refuse them.
