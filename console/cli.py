@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,19 +126,27 @@ def _safe_url(ctx: Context) -> str:
     return make_url(ctx.settings.database.url).render_as_string(hide_password=True)
 
 
-SOURCE_LENGTH = ServiceItem.__table__.c.source.type.length
+def at_most(limit: int) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """A click callback refusing an option value longer than `limit`, the column that stores it.
 
+    PostgreSQL refuses a longer value (SQLite would store it); click's message names the option.
+    """
 
-def _source(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    # PostgreSQL refuses a value longer than its column (SQLite would store it).
-    if value is not None and len(value) > SOURCE_LENGTH:
-        raise click.BadParameter(f"longer than {SOURCE_LENGTH} characters")
-    return value
+    def check(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        if value is not None and len(value) > limit:
+            raise click.BadParameter(f"longer than {limit} characters")
+        return value
+
+    return check
 
 
 @main.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--source", callback=_source, help="Source system name (default: intake.default_source).")
+@click.option(
+    "--source",
+    callback=at_most(ServiceItem.__table__.c.source.type.length),
+    help="Source system name (default: intake.default_source).",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "xlsx", "jsonl"]), help="Default: from the suffix."
 )

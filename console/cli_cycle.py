@@ -14,26 +14,19 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from console.cli import Context, pass_ctx
+from console.cli import Context, at_most, pass_ctx
 from models.base import utcnow
 from models.cases import Case, CaseEvent, CaseState, Escalation
 from models.quarters import QuarterClose
 
+# What both actor columns hold (a case event's, a quarter close's).
 ACTOR_LENGTH = min(CaseEvent.__table__.c.actor.type.length, QuarterClose.__table__.c.closed_by.type.length)
-
-
-def _actor(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    # PostgreSQL refuses a value longer than its column (SQLite would store it).
-    if len(value) > ACTOR_LENGTH:
-        raise click.BadParameter(f"longer than {ACTOR_LENGTH} characters")
-    return value
-
 
 ACTOR = click.option(
     "--actor",
     default=getpass.getuser,
     show_default="the login name",
-    callback=_actor,
+    callback=at_most(ACTOR_LENGTH),
     help="Who does this (recorded).",
 )
 

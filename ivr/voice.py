@@ -146,8 +146,8 @@ def _form_int(form: MultiDict[str, str], name: str) -> int | None:
         return None
 
 
-# What Twilio sends is stored only in the shape Twilio sends it: a signed but garbled or forged form
-# (a 200-character ErrorCode, a CallSid of punctuation) must not fail on a column's length.
+# What a webhook writes to a column from Twilio's form must fit it: a signed but garbled or forged
+# form (a 200-character ErrorCode, a CallSid of punctuation) must not make the database refuse a row.
 _CALL_SID = re.compile(r"[A-Za-z0-9]{2,64}")
 _RECORDING_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+")
 _RECORDING_URL_LENGTH = Answer.__table__.c.recording_url.type.length

@@ -81,31 +81,18 @@ def seed_survey(engine, item_id, state):
         campaign = Campaign(name="2026Q4", status="active", seed="s", config={"script": "default"})
         session.add(campaign)
         session.flush()
-        survey = Survey(
-            campaign_id=campaign.id,
-            item_id=item.id,
-            token="tok-cli-survey",
-            department_id=item.department_id,
-            quarter="2026Q4",
-            language="zh-CN",
-            channel="voice",
-            state=state,
-            next_attempt_at=datetime(2026, 11, 24, 2, 0, tzinfo=UTC) if state == "scheduled" else None,
-        )
-        session.add(survey)
-        session.flush()
-        other = Survey(
-            campaign_id=campaign.id,
-            item_id=item.id,
-            kind="verification",
-            token="tok-cli-other",
-            department_id=item.department_id,
-            quarter="2026Q4",
-            language="zh-CN",
-            channel="voice",
-            state="done",
-        )
-        session.add(other)
+        of_item = {
+            "campaign_id": campaign.id,
+            "item_id": item.id,
+            "department_id": item.department_id,
+            "quarter": "2026Q4",
+            "language": "zh-CN",
+            "channel": "voice",
+        }
+        next_at = datetime(2026, 11, 24, 2, 0, tzinfo=UTC) if state == "scheduled" else None
+        survey = Survey(**of_item, token="tok-cli-survey", state=state, next_attempt_at=next_at)
+        other = Survey(**of_item, kind="verification", token="tok-cli-other", state="done")
+        session.add_all([survey, other])
         session.flush()
         for owner, number in ((survey, 1), (other, 1), (other, 2)):  # the other survey's do not count
             session.add(
