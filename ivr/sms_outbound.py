@@ -2,8 +2,8 @@
 
 `compose_sms` opens the survey's SMS conversation (the engine state is stored, so the citizen's reply
 continues it) and returns the text to send: the script's invitation naming the item (department,
-matter, date) and the reply digits — or the campaign's own `sms_text` for the survey's language — ending
-with the opt-out line. The dispatcher sends it once the attempt that records it is committed.
+matter, date) and the reply digits — or, for a survey (not a verification visit), the campaign's own
+`sms_text` for the survey's language — ending with the opt-out line. The dispatcher sends it once the attempt that records it is committed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ivr.sms_text import count_segments
 from models.base import utcnow
 from models.domain import Channel
 from models.settings import Settings
-from models.surveys import Survey
+from models.surveys import Survey, SurveyKind
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,13 @@ def compose_sms(session: Session, survey: Survey, settings: Settings, now: datet
     ctx = conversation.context_for(session, survey, settings)
     script = conversation.script_for(session, survey)
     language = script.resolve_language(survey.language)
-    template = ((survey.campaign.config or {}).get("sms_text") or {}).get(language)
+    # The campaign's own text asks for a rating; a verification visit asks whether the case was handled
+    # well (1 yes, 2 no), so it always sends the script's own question.
+    template = (
+        ((survey.campaign.config or {}).get("sms_text") or {}).get(language)
+        if survey.kind != SurveyKind.VERIFICATION
+        else None
+    )
     text = _fill(template, script, ctx) if template else "\n".join(result.say)
     text = with_opt_out_line(text, language)
     limit = int((survey.campaign.config or {}).get("sms_max_segments") or DEFAULT_SEGMENT_LIMIT)

@@ -61,6 +61,19 @@ def test_campaign_text_fills_the_item_and_gets_the_opt_out_line(
     assert conversation_state(survey, "sms")["node"] == "rating"
 
 
+def test_verification_visit_asks_its_own_question_even_with_a_campaign_text(
+    session, settings, create_survey, create_campaign
+):
+    # The campaign's text lists the rating digits; a verification reply is read as 1 yes / 2 no, so
+    # sending that text would turn "2 满意" into a dissatisfied verdict.
+    template = "请评价{date}在{department}办理的{matter}：1非常满意 2满意 3基本满意 4不满意 5非常不满意"
+    campaign = create_campaign(config={"script": "default", "sms_text": {"zh-CN": template}})
+    survey, _ = create_survey("sms", campaign=campaign, kind="verification")
+    text = compose_sms(session, survey, settings)
+    assert "相关部门已整改答复" in text and "满意请回复1" in text and "非常满意" not in text
+    assert conversation_state(survey, "sms")["node"] == "verification"
+
+
 @pytest.mark.parametrize(
     ("text", "language", "expected"),
     [
