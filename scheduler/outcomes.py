@@ -49,6 +49,7 @@ SETTLED_DISPOSITIONS: dict[str, Disposition] = {
 }
 # An open conversation (a live call, an SMS awaiting replies) is left this long past expiry.
 CONVERSATION_GRACE = timedelta(hours=2)
+RATING_QUESTION = "rating"  # the Answer.question of a survey's rating (ivr.script's RATING)
 
 
 class Settled(StrEnum):
@@ -168,9 +169,16 @@ def expire_sweep(session: Session, settings: Settings, now: datetime) -> dict[st
         )
         counts["expired_unattempted"] += result.rowcount  # type: ignore[attr-defined]
         # A conversation still open after expiry (an SMS never answered, a call whose final
-        # callback was lost) ends: partial if anything was answered, else no answer.
+        # callback was lost) ends as the engine ends one cut short: partial once rated, break-off
+        # when the citizen answered something else (a comment the parser could not rate), else
+        # no answer.
         answered = exists().where(Answer.survey_id == Survey.id)
-        for disposition, condition in ((Disposition.PARTIAL, answered), (Disposition.NO_ANSWER, ~answered)):
+        rated = exists().where(Answer.survey_id == Survey.id, Answer.question == RATING_QUESTION)
+        for disposition, condition in (
+            (Disposition.PARTIAL, rated),
+            (Disposition.BREAK_OFF, answered & ~rated),
+            (Disposition.NO_ANSWER, ~answered),
+        ):
             result = session.execute(
                 update(Survey)
                 .where(

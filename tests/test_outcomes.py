@@ -164,12 +164,12 @@ def test_expire_sweep(session, now, create_department):
     dept = create_department()
     campaign = add_campaign(session, now)
 
-    def survey(state, first_attempt_days_ago=None, completed_days_ago=1, answered=False):
+    def survey(state, first_attempt_days_ago=None, completed_days_ago=1, answered=()):
         item = add_item(session, dept, now - timedelta(days=completed_days_ago))
         first = None if first_attempt_days_ago is None else now - timedelta(days=first_attempt_days_ago)
         row = add_survey(session, campaign, item, state=state, first_attempt_at=first, next_attempt_at=now)
-        if answered:
-            session.add(Answer(survey_id=row.id, question="grade", value="satisfied", channel="sms"))
+        for question, value in answered:
+            session.add(Answer(survey_id=row.id, question=question, value=value, channel="sms"))
             session.flush()
         return row
 
@@ -177,18 +177,25 @@ def test_expire_sweep(session, now, create_department):
     current = survey("scheduled", first_attempt_days_ago=1)
     too_old = survey("scheduled", completed_days_ago=31)
     young = survey("scheduled", completed_days_ago=10)
-    open_answered = survey("in_progress", first_attempt_days_ago=4, answered=True)
+    open_answered = survey("in_progress", first_attempt_days_ago=4, answered=[("rating", "satisfied")])
+    # Only free text the parser could not rate: the citizen broke off before rating.
+    open_commented = survey("in_progress", first_attempt_days_ago=4, answered=[("comment", "窗口态度差")])
     open_silent = survey("in_progress", first_attempt_days_ago=4)
     open_recent = survey("in_progress", first_attempt_days_ago=1)
     claimed = survey("dialling", first_attempt_days_ago=4)
 
     counts = expire_sweep(session, SETTINGS, now)
-    assert counts == {"expired_scheduled": 1, "expired_unattempted": 1, "closed_open": 2}
-    for row in (expired, current, too_old, young, open_answered, open_silent, open_recent, claimed):
+    assert counts == {"expired_scheduled": 1, "expired_unattempted": 1, "closed_open": 3}
+    opened = (open_answered, open_commented, open_silent, open_recent)
+    for row in (expired, current, too_old, young, *opened, claimed):
         session.refresh(row)
     assert (expired.state, expired.disposition, expired.finished_at) == ("done", "not_contacted", now)
     assert (too_old.state, too_old.disposition) == ("done", "not_contacted")
-    assert (open_answered.disposition, open_silent.disposition) == ("partial", "no_answer")
+    assert [r.disposition for r in (open_answered, open_commented, open_silent)] == [
+        "partial",
+        "break_off",
+        "no_answer",
+    ]
     assert [r.state for r in (current, young, open_recent, claimed)] == [
         "scheduled",
         "scheduled",
