@@ -13,8 +13,12 @@ same result for two texts with the same NFKC form. How a reply is read (DESIGN �
   values only when it is made of values from end to end: ASCII digits ("4", "436"), grade words
   ("不满意"), category characters ("拖", "拖冷"), a score ("5分", "打5分", "给五分"), a Chinese
   numeral standing alone ("五"), English keys ("4delay"). So "差" is a category while "态度差" and
-  "差不多" are comment text, and "3天" is not a grade. A chunk that only begins with a Chinese grade
-  word keeps the grade and the rest is comment ("非常不满意态度差"). English words joined by spaces
+  "差不多" are comment text, and "3天" is not a grade. A chunk that only begins with a bad grade
+  word keeps the grade and the rest is comment ("非常不满意态度差"); one that only begins with a
+  satisfied word is text ("满意度很低", "满意才怪"), so the citizen is asked again rather than a
+  complaint being read as praise. A grade word split by a space is read whole ("不 满意", "非常 不满意"),
+  and a satisfied word right after a chunk holding a negation ("很不 满意", "不太 满意") gives no
+  grade. English words joined by spaces
   are read as one run and count only when every word is a value ("very satisfied", "dissatisfied
   delay"); "i am not satisfied" is comment text: there is no guessing at negation.
 * Digits: the first grade digit gives the grade; after a bad grade, digits are categories ("4 3 6",
@@ -121,6 +125,9 @@ _ENGLISH_GAP_RE = re.compile(r"[\s'’-]+")  # what may join two English words i
 _KEYWORD_PART_RE = re.compile(r"[A-Za-z]+|[^\W_A-Za-z]+")
 _COMMENT_TRIM = " ,，、;；:：.。·#*"  # separators, and keypad habits like "36#"
 _KEPT_FORMAT_CHARS = frozenset("\u200d") | frozenset(map(chr, range(0xE0020, 0xE0080)))  # emoji
+# A grade word typed with a space inside ("不 满意", "非常 不满意"): joined before the text is cut.
+_SPLIT_GRADE_RE = re.compile(r"(?<![^\W_])(非常不|非常|基本|不)\s+(?=不?满意)")
+_NEGATIONS = frozenset("不没未别")  # a chunk holding one negates a satisfied word right after it
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,7 @@ def _parse(
     if keyword is not None:
         return ParsedReply(keyword=keyword)
     verification = expect == "verification"
+    clean = _SPLIT_GRADE_RE.sub(r"\1", clean)
     items = _read_items(clean, verification)
     if verification:
         return _read_verification(clean, items, grade_digits)
@@ -314,7 +322,10 @@ def _read_items(clean: str, verification: bool) -> list[_Item]:
     while index < len(chunks):
         start, end = chunks[index]
         if not _ASCII_WORD_RE.fullmatch(clean, start, end):
-            items.extend(_read_chunk(clean, start, end, verification))
+            found = _read_chunk(clean, start, end, verification)
+            if found and _negated(clean, chunks, index, found[0]):
+                found = found[1:]  # "很不 满意": the satisfied word is not what the citizen said
+            items.extend(found)
             index += 1
             continue
         last = index + 1  # gather the run of English words joined by spaces
@@ -327,6 +338,16 @@ def _read_items(clean: str, verification: bool) -> list[_Item]:
         items.extend(_read_english(clean, chunks[index:last], verification))
         index = last
     return items
+
+
+def _negated(clean: str, chunks: list[tuple[int, int]], index: int, first: _Item) -> bool:
+    """Whether a satisfied grade word opening chunk `index` follows a negation across a space."""
+    if first.grade is None or first.grade.is_bad or first.start != chunks[index][0] or index == 0:
+        return False
+    before_start, before_end = chunks[index - 1]
+    return clean[before_end : first.start].isspace() and not _NEGATIONS.isdisjoint(
+        clean[before_start:before_end]
+    )
 
 
 def _read_english(clean: str, spans: list[tuple[int, int]], verification: bool) -> list[_Item]:
@@ -361,7 +382,7 @@ def _english_word(word: str, start: int, end: int, verification: bool) -> _Item 
 
 
 def _read_chunk(clean: str, start: int, end: int, verification: bool) -> list[_Item]:
-    """Read a chunk that must be values end to end, or that begins with a Chinese grade word."""
+    """Read a chunk that must be values end to end, or that begins with a bad Chinese grade word."""
     numeral = _NUMERALS_ZH.get(clean[start:end])
     if numeral is not None:
         return [_Item(start, end, number=numeral)]
@@ -377,7 +398,8 @@ def _read_chunk(clean: str, start: int, end: int, verification: bool) -> list[_I
         return items
     for word, grade in _ZH_GRADE_WORDS:
         if clean.startswith(word, start, end):
-            return [_Item(start, start + len(word), grade=grade)]
+            # "不满意态度差" is a complaint; "满意度很低" or "满意才怪" is not praise.
+            return [_Item(start, start + len(word), grade=grade)] if grade.is_bad else []
     return []
 
 

@@ -63,6 +63,20 @@ CASES = [
     ("不是很满意", RATE, R(comment="不是很满意")),
     ("很满意", RATE, R(comment="很满意")),
     ("不满意差", RATE, R(grade=D, categories=(POOR,))),
+    # A grade word split by a space is one word; a negation before a satisfied word is no praise.
+    ("不 满意", RATE, R(grade=D)),
+    ("非常不 满意", RATE, R(grade=VD)),
+    ("非常 不满意", RATE, R(grade=VD)),
+    ("非常 满意", RATE, R(grade=VS)),
+    ("基本 满意", RATE, R(grade=BS)),
+    ("我 不 满意", RATE, R(grade=D, comment="我")),
+    ("很不 满意", RATE, R(comment="很不 满意")),
+    ("不太 满意 拖", RATE, R(categories=(DELAY,), comment="不太 满意")),
+    ("不 满意", VERIFY, R(verified=False)),
+    # Only a bad grade word opening a chunk is a grade: a satisfied one may be negated after it.
+    ("满意度很低", RATE, R(comment="满意度很低")),
+    ("满意才怪", RATE, R(comment="满意才怪")),
+    ("非常满意谢谢", RATE, R(comment="非常满意谢谢")),
     # English grade words, any case or width; a sentence around them makes them text.
     ("very satisfied", RATE, R(grade=VS)),
     ("Satisfied", RATE, R(grade=S)),
