@@ -30,7 +30,7 @@ from models.domain import BAD_GRADES
 from models.optouts import OptOutChannel, OptOutSource
 from models.quarter_ops import is_quarter_closed, mark_late_answers
 from models.settings import Settings
-from models.survey_ops import SurveyRecord, add_opt_out, finish_survey, record_answer
+from models.survey_ops import SurveyRecord, add_opt_out, add_to_answer, finish_survey, record_answer
 from models.surveys import Survey, SurveyKind, SurveyState
 from scheduler.policy import quarter_of
 
@@ -98,6 +98,9 @@ def _store(
     survey.script_state = {**(survey.script_state or {}), "engine": result.state, "channel": channel}
     survey.updated_at = now
     for answer in result.answers:
+        if answer.more:
+            add_to_answer(session, survey, answer.key, answer.value)
+            continue
         record_answer(
             session,
             survey,

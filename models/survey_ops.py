@@ -12,7 +12,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -239,6 +239,29 @@ def record_answer(
     dialect = session.get_bind().dialect.name
     stmt = _ANSWER_ONCE["postgresql" if dialect == "postgresql" else "sqlite"]
     return bool(stmt.rows(session, values))
+
+
+# Free text added to a comment over several replies stops growing here (a reply is at most about
+# 1,000 characters, and the conversation ends after a few unreadable ones).
+ANSWER_TEXT_LIMIT = 4000
+
+
+def add_to_answer(session: Session, survey: Survey | SurveyRecord, question: str, text: str) -> None:
+    """Add a later reply's text to the survey's written answer, on a line of its own.
+
+    A recorded comment (its value is the recording's URL) is left as it is. The SMS webhook stores each
+    inbound text once per MessageSid before it runs the conversation, so a repeated webhook never
+    adds the same text twice.
+    """
+    session.execute(
+        update(ANSWERS)
+        .where(
+            ANSWERS.c.survey_id == survey.id,
+            ANSWERS.c.question == question,
+            ANSWERS.c.recording_url.is_(None),
+        )
+        .values(value=func.substr(ANSWERS.c.value + "\n" + text, 1, ANSWER_TEXT_LIMIT))
+    )
 
 
 def answers_of(session: Session, survey: Survey) -> dict[str, Answer]:

@@ -88,10 +88,18 @@ def converse(
 
 
 def answers_of(results: Sequence[StepResult]) -> dict[str, str]:
+    """The answers as stored: each question answered once; later SMS free text adds to the comment."""
     events = [event for result in results for event in result.answers]
-    keys = [event.key for event in events]
+    keys = [event.key for event in events if not event.more]
     assert len(keys) == len(set(keys)), keys
-    return {event.key: event.value for event in events}
+    stored: dict[str, str] = {}
+    for event in events:
+        if event.more:
+            assert event.key == "comment" and event.key in stored, event
+            stored[event.key] += "\n" + event.value
+        else:
+            stored[event.key] = event.value
+    return stored
 
 
 def keys_pressed(*presses: str) -> list[Input]:
@@ -481,15 +489,20 @@ def test_sms_ambiguous_reply_keeps_its_free_text():
     assert not clarify.done
 
 
-def test_sms_comment_is_kept_once():
-    results = sms(
+def test_sms_free_text_of_later_replies_adds_to_the_comment():
+    _, first, second, third = sms(
         SmsReply(ambiguous=True, comment="第一条"),
         SmsReply(grade=Grade.DISSATISFIED, comment="第二条"),
         SmsReply(categories=(Category.SHIRK,), comment="第三条"),
     )
 
-    assert answers_of(results) == {"comment": "第一条", "rating": "dissatisfied", "categories": "shirk"}
-    assert results[-1].outcome is Disposition.COMPLETE
+    assert first.answers == [AnswerEvent("comment", "第一条")]
+    assert second.answers == [
+        AnswerEvent("rating", "dissatisfied"),
+        AnswerEvent("comment", "第二条", more=True),
+    ]
+    assert third.answers == [AnswerEvent("categories", "shirk"), AnswerEvent("comment", "第三条", more=True)]
+    assert third.outcome is Disposition.COMPLETE
 
 
 def test_sms_opt_out_refuses_and_confirms():

@@ -321,6 +321,22 @@ def test_repeated_message_sid_gets_the_same_reply_and_stores_nothing_twice(sessi
     assert session.scalar(select(func.count()).select_from(Answer).where(Answer.survey_id == survey.id)) == 3
 
 
+def test_free_text_of_every_reply_is_kept_in_the_comment_once(session, texted, send):
+    survey, _ = texted()
+    phone = survey.item.phone_e164
+    send("窗口的人态度很差", from_=phone)  # no grade: kept, and asked again
+    sid = new_sid()
+    send("4 还让我跑了三趟", from_=phone, sid=sid)
+    send("4 还让我跑了三趟", from_=phone, sid=sid)  # Twilio repeats the webhook: added once
+    send("拖 排队两小时", from_=phone)
+    assert answers(session, survey) == {
+        "rating": "dissatisfied",
+        "categories": "delay",
+        "comment": "窗口的人态度很差\n还让我跑了三趟\n排队两小时",
+    }
+    assert reload(session, survey).disposition == "complete"
+
+
 def test_repeated_message_sid_without_a_reply_stays_unanswered(session, send):
     sid = new_sid()
     assert send("hello", from_=STRANGER, sid=sid)[1] == []

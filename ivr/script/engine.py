@@ -98,6 +98,7 @@ class AnswerEvent:
     key: str  # rating, categories, comment, verification, eligible
     value: str  # a Grade, comma-joined Category keys, a Verdict, comment text or recording URL
     duration: int | None = None  # seconds of a recorded comment (value is its URL)
+    more: bool = False  # adds to the answer already given (a later SMS reply's free text)
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,13 @@ class _Turn:
         if key not in self.state.answered:
             self.state.answered.append(key)
             self.answers.append(AnswerEvent(key, value, duration))
+
+    def comment(self, text: str) -> None:
+        """Keep SMS free text: the first reply's is the comment, every later one adds to it."""
+        if COMMENT in self.state.answered:
+            self.answers.append(AnswerEvent(COMMENT, text, more=True))
+        else:
+            self.answer(COMMENT, text)
 
     def rate(self, grade: Grade) -> None:
         self.state.grade = grade
@@ -398,7 +406,7 @@ def _on_sms(turn: _Turn, reply: SmsReply) -> StepResult:
                 answered = True
     comment = (reply.comment or "").strip()
     if comment:
-        turn.answer(COMMENT, comment)  # free text is kept even when nothing else was read
+        turn.comment(comment)  # free text is kept even when nothing else was read
         # Reasons written in words answer the categories question.
         answered = answered or (node == CATEGORIES and not reply.ambiguous)
     return turn.advance() if answered else turn.invalid()
