@@ -3,7 +3,8 @@
 `compose_sms` opens the survey's SMS conversation (the engine state is stored, so the citizen's reply
 continues it) and returns the text to send: the script's invitation naming the item (department,
 matter, date) and the reply digits — or, for a survey (not a verification visit), the campaign's own
-`sms_text` for the survey's language — ending with the opt-out line. The dispatcher sends it once the attempt that records it is committed.
+`sms_text` for the survey's language — ending with the opt-out line. The dispatcher sends it once the
+attempt that records it is committed.
 """
 
 from __future__ import annotations
