@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from ivr import conversation, web
-from ivr.script import ItemContext, Script, SmsReply, awaiting, default_script
+from ivr.script import ItemContext, Script, SmsReply, awaiting, default_script, question
 from ivr.sms_parse import Keyword, ParsedReply, parse_reply
 from ivr.twilio_adapter import map_message_status, render_message
 from ivr.webhooks import form_text, no_content, twilio_webhook, twiml_response, unavailable
@@ -108,6 +108,11 @@ HELP = {
     "zh-CN": "【{org}】政务服务回访短信：回复1至5评价办理情况，也可直接写下您的意见。回复TD退订。",
     "en-US": "{org} return visits: reply 1 to 5 to rate the service you received, or write your "
     "comments. Reply TD to opt out.",
+}
+# HELP in a survey that awaits another answer (the categories, a verification): this, then its question.
+HELP_ABOUT = {
+    "zh-CN": "【{org}】政务服务回访短信，请按以下提示回复：",
+    "en-US": "{org} return visits. Please reply as follows:",
 }
 # ErrorCodes of a status callback that end the survey at once.
 CARRIER_OPT_OUT_CODES = frozenset({"21610"})  # the citizen replied STOP to the carrier
@@ -285,7 +290,7 @@ def _keyword(
 ) -> list[str]:
     now = utcnow()
     if keyword is Keyword.HELP:
-        return [HELP[language].format(org=settings.app.org)]
+        return _help(session, survey, script, language, settings)
     if keyword is Keyword.OPT_IN:
         if citizen:
             session.execute(
@@ -321,6 +326,17 @@ def _keyword(
         )
         texts = [script.render("sms_optout", ctx)]
     return texts
+
+
+def _help(
+    session: Session, survey: SurveyRecord | None, script: Script, language: str, settings: Settings
+) -> list[str]:
+    """The help text; where the survey awaits more than a rating, with the question it awaits."""
+    state = conversation.conversation_state(survey, SMS) if survey else None
+    if survey is None or state is None or awaiting(state) == "rating":
+        return [HELP[language].format(org=settings.app.org)]
+    asked = question(script, conversation.context_for(session, survey, settings), state)
+    return [HELP_ABOUT[language].format(org=settings.app.org), *asked]
 
 
 @bp.post("/status")

@@ -37,6 +37,7 @@ from ivr.script import (
     default_script,
     load_script,
     parse_script,
+    question,
     start,
     step,
 )
@@ -839,3 +840,15 @@ def test_invalid_inputs_end_the_conversation_within_max_invalid_steps(inputs, fl
     assert [r.done for r in results[: script.max_invalid + 1]] == [False] * script.max_invalid + [True]
     assert results[script.max_invalid].outcome is Disposition.BREAK_OFF
     assert answers_of(results).keys() <= {"comment"}
+
+
+def test_question_repeats_what_the_conversation_awaits_without_moving_it():
+    script, ctx = default_script(), ZH
+    invite, asked = sms(SmsReply(grade=Grade.DISSATISFIED))
+    assert question(script, ctx, asked.state) == [text("sms_categories")]
+    assert question(script, ctx, invite.state) == invite.say
+    voice = converse(keys_pressed("4"))
+    assert question(script, ctx, voice[-1].state) == [script.render("categories", ctx)]
+    ended = sms(SmsReply(grade=Grade.SATISFIED))[-1]
+    assert ended.done and question(script, ctx, ended.state) == []
+

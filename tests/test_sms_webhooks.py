@@ -236,6 +236,26 @@ def test_help_names_the_organisation_and_the_opt_out(session, texted, send, keyw
     assert answers(session, survey) == {"rating": "very_satisfied"}
 
 
+def test_help_at_the_categories_step_repeats_that_question(session, texted, send):
+    survey, _ = texted()
+    phone = survey.item.phone_e164
+    send("4", from_=phone)
+    _, texts = send("帮助", from_=phone)
+    assert texts[0].startswith("【示范县政务服务中心】政务服务回访短信，请按以下提示回复：")
+    assert "请回复您不满意的原因" in texts[0] and "回复1至5评价" not in texts[0]
+    send("5", from_=phone)  # as the help said: 5 is 冷, not a grade
+    assert answers(session, survey) == {"rating": "dissatisfied", "categories": "cold"}
+
+
+def test_help_in_a_verification_visit_asks_the_verification_question(session, texted, send):
+    survey, _ = texted(kind="verification", language="en-US")
+    _, texts = send("HELP", from_=survey.item.phone_e164)
+    assert "Please reply as follows" in texts[0] and "Reply 1 if you are satisfied" in texts[0]
+    assert "reply 1 to 5" not in texts[0]
+    send("2", from_=survey.item.phone_e164)
+    assert answers(session, survey) == {"verification": "dissatisfied"}
+
+
 def test_late_reply_after_the_survey_closed_is_kept_and_answered_briefly(session, texted, send):
     survey, _ = texted()
     send("1", from_=survey.item.phone_e164)

@@ -16,6 +16,7 @@ from ivr.script.engine import (
     SmsReply,
     StepResult,
     awaiting,
+    question,
     start,
     step,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "default_script",
     "load_script",
     "parse_script",
+    "question",
     "start",
     "step",
 ]

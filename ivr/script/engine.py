@@ -337,6 +337,22 @@ def awaiting(state: Mapping[str, Any]) -> str:
     return node
 
 
+def question(script: Script, ctx: ItemContext, state: Mapping[str, Any]) -> list[str]:
+    """Return the question a conversation awaits, as its channel asks it; [] once it has ended.
+
+    Nothing changes: an SMS HELP reply repeats the current question (a rating, the categories, the
+    verification) so the citizen's next reply is read as what they were told.
+    """
+    current = _State.from_dict(state)
+    if current.outcome is not None or current.node == END:
+        return []
+    turn = _Turn(script, ctx, current)
+    if turn.sms and current.node not in _SMS_PROMPTS:
+        return []  # an SMS conversation never asks for the comment
+    turn.prompt(current.node)
+    return turn.say
+
+
 def step(script: Script, ctx: ItemContext, state: Mapping[str, Any], user_input: Input) -> StepResult:
     """Apply one input to a stored state; a finished conversation ignores further input."""
     current = _State.from_dict(state)
