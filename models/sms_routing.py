@@ -2,7 +2,9 @@
 
 A survey text goes out from one of our numbers (Attempt.from_number); the citizen's reply comes back
 to that number. Of the surveys of the citizen's number, the one a reply belongs to is the newest whose
-latest SMS attempt was sent from the number the reply reached (DESIGN §6).
+latest SMS attempt was sent from the number the reply reached (DESIGN §6), preferring one whose text
+may have reached the citizen: a newer survey whose text is still pending or failed (waiting for a
+retry) was never read, so the reply answers the older one they did read.
 
 The query starts from the citizen's number (ix_service_items_phone_e164), goes to the surveys of those
 items and fetches all their attempts; a citizen has a handful, so the latest SMS attempt of each survey
@@ -20,9 +22,13 @@ from sqlalchemy.orm import Session
 from models.domain import Channel
 from models.driver_sql import DriverStatement
 from models.survey_ops import ITEM_PHONE, RECORD_COLUMNS, RECORD_FROM, SURVEYS, SurveyRecord
-from models.surveys import Attempt, SurveyState
+from models.surveys import Attempt, AttemptStatus, SurveyState
 
 _SMS = Channel.SMS.value
+# A text in one of these states never reached the citizen: a reply cannot be answering it.
+_UNREAD = frozenset(
+    {AttemptStatus.PENDING, AttemptStatus.FAILED, AttemptStatus.UNDELIVERED, AttemptStatus.CANCELED}
+)
 ATTEMPTS: Table = Attempt.__table__  # type: ignore[assignment]
 
 
@@ -81,8 +87,15 @@ def open_sms_survey(
     With `for_update` the citizen's open surveys are locked (PostgreSQL), so two replies to one
     survey are applied one after the other and the second sees the state the first left.
     """
-    routes = _routes(session, citizen, _OPEN_LOCKED if for_update else _OPEN)
-    return next((route for route in routes if route.from_number == our_number), None)
+    return _answered(_routes(session, citizen, _OPEN_LOCKED if for_update else _OPEN), our_number)
+
+
+def _answered(routes: list[Route], our_number: str) -> Route | None:
+    """The newest route from `our_number` whose text may have been read, else the newest from it."""
+    ours = [route for route in routes if route.from_number == our_number]
+    return next((route for route in ours if route.attempt_status not in _UNREAD), None) or next(
+        iter(ours), None
+    )
 
 
 def open_sms_surveys(session: Session, citizen: str) -> list[SurveyRecord]:
@@ -92,8 +105,8 @@ def open_sms_surveys(session: Session, citizen: str) -> list[SurveyRecord]:
 
 def closed_sms_survey(session: Session, citizen: str, our_number: str) -> SurveyRecord | None:
     """Return the most recent closed survey a reply from `citizen` to `our_number` arrives late for."""
-    routes = _routes(session, citizen, _CLOSED)
-    return next((route.survey for route in routes if route.from_number == our_number), None)
+    route = _answered(_routes(session, citizen, _CLOSED), our_number)
+    return route.survey if route else None
 
 
 def set_attempt_status(session: Session, attempt_id: int, status: str) -> None:

@@ -321,6 +321,18 @@ def test_reply_goes_to_the_newest_open_survey_on_the_number_answered(session, te
     assert answers(session, older) == {"rating": "very_satisfied"}
 
 
+@pytest.mark.parametrize("unread", ["undelivered", "failed", "pending", "canceled"])
+def test_reply_goes_to_the_survey_whose_text_was_read_not_a_newer_unread_one(session, texted, send, unread):
+    read, _ = texted()
+    waiting, attempt = texted(item=read.item)  # newer, but its text never reached the phone
+    attempt.status = unread
+    session.flush()
+    send("2", from_=read.item.phone_e164)
+    assert answers(session, read) == {"rating": "satisfied"} and answers(session, waiting) == {}
+    send("1", from_=read.item.phone_e164)  # nothing else open on the number: the unread one, after all
+    assert answers(session, waiting) == {"rating": "very_satisfied"}
+
+
 def test_repeated_message_sid_gets_the_same_reply_and_stores_nothing_twice(session, texted, send):
     survey, _ = texted()
     phone = survey.item.phone_e164
