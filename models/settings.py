@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -65,7 +66,22 @@ def _no_nul(value: str) -> str:
 # column of a given length: PostgreSQL refuses a NUL, and a value longer than its column.
 StoredText = Annotated[str, AfterValidator(_no_nul)]
 SourceName = Annotated[str, Field(max_length=64), AfterValidator(_no_nul)]  # ServiceItem.source
-Sender = Annotated[str, Field(max_length=20), AfterValidator(_no_nul)]  # Attempt.from_number
+
+
+def _sender(value: str) -> str:
+    # A reply comes back To our number in E.164 and is routed by the sender stored with each text:
+    # "+1 202 555 0101" must be stored as "+12025550101". Short codes and sender names stay as written.
+    if not value.startswith("+"):
+        return value
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"{value!r} is not a phone number ({exc})") from None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# Attempt.from_number
+Sender = Annotated[str, Field(max_length=20), AfterValidator(_no_nul), AfterValidator(_sender)]
 
 
 class AppSettings(_Section):

@@ -74,6 +74,17 @@ def test_a_value_its_column_cannot_hold_stops_start_up_naming_the_key(tmp_path, 
         load_settings(site(tmp_path, text), env={})
 
 
+def test_our_numbers_are_kept_in_e164_so_replies_to_them_are_routed(tmp_path):
+    # An inbound text's To comes in E.164 and is matched against the sender stored with each text.
+    path = site(tmp_path, '[twilio]\nsms_from = "+1 (202) 555-0101"\nvoice_from = "+86 571-8888 0000"\n')
+    twilio = load_settings(path, env={}).twilio
+    assert (twilio.sms_from, twilio.voice_from) == ("+12025550101", "+8657188880000")
+    short_code = site(tmp_path, '[twilio]\nsms_from = "106900001234"\n')
+    assert load_settings(short_code, env={}).twilio.sms_from == "106900001234"  # not +: as written
+    with pytest.raises(ConfigError, match=r"twilio\.sms_from: .*'\+86 call us' is not a phone number"):
+        load_settings(site(tmp_path, '[twilio]\nsms_from = "+86 call us"\n'), env={})
+
+
 def test_bad_time_zone_names_the_key(tmp_path):
     path = site(tmp_path, '[app]\ntimezone = "Mars/Olympus"\n')
     with pytest.raises(ConfigError, match=r"app\.timezone"):
