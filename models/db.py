@@ -153,6 +153,11 @@ def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
     JSON columns (a survey's script state, a campaign's config) are encoded and decoded by orjson:
     the hot webhooks read and write a script state every request.
     """
+    # Every table, before any session flushes: a foreign key names its table as text (cases.owner_id
+    # -> staff_users), and a process that never imported that table's module (the webhook app, the
+    # scheduler, the CLI) could not write a case. Imported here: the table modules import this one.
+    import models.schema  # noqa: F401
+
     kwargs.setdefault("json_serializer", json_dumps)
     kwargs.setdefault("json_deserializer", json_loads)
     parsed = make_url(url)
