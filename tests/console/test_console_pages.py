@@ -49,6 +49,17 @@ def test_items_search_by_full_phone_only_and_show_it_masked(supervisor, create_i
     assert "138****5678" in detail and "+8613812345678" not in detail
 
 
+def test_a_list_longer_than_a_page_links_its_pages_keeping_the_filter(supervisor, create_item, departments):
+    for n in range(51):
+        create_item(department_id=departments["SWJ"].id, external_id=f"LONG-{n}")
+    first = supervisor.get("/items?department=SWJ")
+    assert first.status_code == 200
+    page = first.get_data(as_text=True)
+    assert "department=SWJ&amp;page=2" in page
+    second = supervisor.get("/items?department=SWJ&page=2")
+    assert second.status_code == 200 and "page=1" in second.get_data(as_text=True)
+
+
 def test_viewing_a_full_number_is_audited_and_needs_a_role(supervisor, officer, create_item, departments,
                                                            session):
     item = create_item(department_id=departments["SWJ"].id, phone_e164="+8613812345678")
