@@ -777,3 +777,17 @@ def test_keys_that_end_a_gather_skip_the_timeout(app, network):
     assert record.errors == []
     assert received(app, "/voice/hangup")[0]["Digits"] == "13"
     assert record.duration == 4  # one second of prompt, one per key pressed, no wait
+
+
+def test_every_running_network_issues_new_sids_whatever_its_seed(settings):
+    # The demo and a later `scheduler --once` each build one: the same sids would collide on
+    # attempts.provider_id and stop the second process.
+    from ivr.simulator.gateway import from_settings
+
+    gateways = [from_settings(settings, seed=7) for _ in range(2)]
+    try:
+        first, second = ([g.network.new_sid("CA") for _ in range(3)] for g in gateways)
+        assert not set(first) & set(second)
+    finally:
+        for gateway in gateways:
+            gateway.stop()

@@ -173,7 +173,8 @@ class SimulatedGateway:
 def from_settings(settings: Settings, *, seed: int = 2026) -> SimulatedGateway:
     """Return the simulated network for a running system: random citizens, webhooks over HTTP.
 
-    Calls and texts run on a background worker, requesting app.public_base_url as Twilio would.
+    Calls and texts run on a background worker, requesting app.public_base_url as Twilio would. The
+    seed draws the citizens' behaviour; sids are new in every process.
     """
     import random
 
@@ -182,7 +183,9 @@ def from_settings(settings: Settings, *, seed: int = 2026) -> SimulatedGateway:
     from ivr.simulator.transport import HttpTransport
 
     rng = random.Random(seed)  # noqa: S311 - simulated citizens, not secrets
-    network = PhoneNetwork(HttpTransport(), settings.twilio.auth_token, rng=random.Random(seed + 1))  # noqa: S311
+    # Call and message sids are random, not seeded: each process (the demo, then `scheduler --once`)
+    # must issue new ones, as Twilio does, or the second one's attempts collide on provider_id.
+    network = PhoneNetwork(HttpTransport(), settings.twilio.auth_token)
     gateway = SimulatedGateway(
         network, settings.app.public_base_url, lambda _number: RandomPersona(random.Random(rng.random()))  # noqa: S311
     )
