@@ -132,7 +132,7 @@ def run_demo(
     from console.cli_scheduler import make_compose_sms, make_gateway
     from console.web import create_console_app
     from ivr.app import create_app
-    from scheduler.jobs import SchedulerEnv, run_once
+    from scheduler.jobs import SchedulerEnv, release_scheduler_lock, run_once
 
     settings = demo_settings(settings, port)
     # The demo prints its own progress lines; request and job logs would drown them.
@@ -171,5 +171,6 @@ def run_demo(
             stop()
         for server in servers:
             server.shutdown()
+        release_scheduler_lock(env)  # a `scheduler` started next need not wait for the lock to expire
         engine.dispose()
     echo("stopped")

@@ -141,3 +141,23 @@ def test_demo_sets_up_and_imports_without_serving(tmp_path, monkeypatch):
     assert "database ready" in result.output
     assert "imported: " in result.output
     assert (tmp_path / "var" / "demo-items.csv").exists()
+
+
+def test_demo_gives_the_scheduler_lock_up_when_it_stops(tmp_path, monkeypatch):
+    import socket
+
+    from scheduler.locks import SCHEDULER_LOCK, lock_holder
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db_url = f"sqlite:///{tmp_path}/demo.db"
+    result = invoke(["demo", "--items", "20", "--ticks", "1", "--port", str(port)], db_url)
+    assert result.exit_code == 0, result.output
+    assert "tick 0" in result.output and "stopped" in result.output
+    engine = make_engine(db_url)
+    with make_sessionmaker(engine)() as session:
+        assert lock_holder(session, SCHEDULER_LOCK) is None
+    engine.dispose()
+
