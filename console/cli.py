@@ -42,16 +42,36 @@ class Context:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
+            from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
             from models.db import make_engine
 
-            self._engine = make_engine(self.settings.database.url, echo=self.settings.database.echo)
+            try:
+                self._engine = make_engine(self.settings.database.url, echo=self.settings.database.echo)
+            except (ArgumentError, NoSuchModuleError) as exc:
+                raise click.ClickException(f"database.url: not a usable database URL ({exc})") from None
+            except OSError as exc:  # the SQLite file's folder cannot be made
+                raise click.ClickException(f"cannot open the database {_safe_url(self)}: {exc}") from None
         return self._engine
 
     @property
     def sessions(self) -> sessionmaker[Session]:
+        """Sessions on a database whose schema is current (else: run `returnvisit init` first)."""
         if self._sessions is None:
+            from sqlalchemy.exc import OperationalError
+
+            from models import migrate
             from models.db import make_sessionmaker
 
+            try:
+                current = migrate.is_at_head(self.engine)
+            except OperationalError as exc:  # a file that cannot be opened, a server not answering
+                message = f"cannot open the database {_safe_url(self)}: {exc.orig}"
+                raise click.ClickException(message) from None
+            if not current:
+                raise click.ClickException(
+                    f"the database {_safe_url(self)} has no current schema: run `returnvisit init` first"
+                )
             self._sessions = make_sessionmaker(self.engine)
         return self._sessions
 
@@ -210,8 +230,12 @@ def intake_options(settings: Settings) -> IntakeOptions:
 @click.option("--seed", type=int, default=2026, show_default=True)
 def demo_data(count: int, out: Path, seed: int) -> None:
     """Generate a realistic county service centre's completed items as an import file."""
-    from console.demo_data import write_items
+    from console.demo_data import FORMATS, write_items
 
+    if out.suffix.lstrip(".").lower() not in FORMATS:
+        raise click.BadParameter(f"{out.name}: end the name with .{', .'.join(FORMATS)}", param_hint="--out")
+    if not out.parent.is_dir():
+        raise click.BadParameter(f"directory {out.parent} does not exist", param_hint="--out")
     written = write_items(out, count, now=datetime.now(UTC), seed=seed, progress=sys.stderr.isatty())
     click.echo(f"wrote {written} items to {out}")
 

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import pickle
 import time
+import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -107,8 +108,12 @@ def _read_csv(fh: IO[str], name: str, columns: Mapping[str, list[str]]) -> Itera
 
 def _read_xlsx(path: Path, columns: Mapping[str, list[str]]) -> Iterator[Row]:
     from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
 
-    workbook = load_workbook(path, read_only=True, data_only=True)
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError) as exc:  # KeyError: a zip of other things
+        raise ImportFileError(f"{path.name}: not an XLSX workbook ({exc})") from None
     try:
         sheet = workbook.worksheets[0]
         rows = sheet.iter_rows(values_only=True)
@@ -147,11 +152,17 @@ def read_rows(path: Path, columns: Mapping[str, list[str]], fmt: str | None = No
         yield from _read_xlsx(path, columns)
         return
     encoding = detect_encoding(path)
-    with path.open(encoding=encoding, newline="") as fh:
-        if fmt == "csv":
-            yield from _read_csv(fh, path.name, columns)
-        else:
-            yield from _read_jsonl(fh, path.name, columns)
+    line = 0
+    try:
+        with path.open(encoding=encoding, newline="") as fh:
+            reader = _read_csv if fmt == "csv" else _read_jsonl
+            for line, row in reader(fh, path.name, columns):
+                yield line, row
+    except UnicodeDecodeError:
+        raise ImportFileError(
+            f"{path.name}: cannot be read as text after line {line} (neither UTF-8 nor GB18030): "
+            f"is it a {fmt.upper()} file?"
+        ) from None
 
 
 # Rows per transaction of a file import. Big transactions keep SQLite from rewriting the same index

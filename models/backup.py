@@ -8,11 +8,13 @@ into place, so a file with the destination's name is always a whole, consistent 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -80,6 +82,21 @@ def backup_sqlite(
         if progress is not None:
             progress(total - remaining, total)
 
+    try:
+        check = _copy(source, partial, pages_per_step, step)
+    except sqlite3.Error as exc:  # a destination that cannot be written (read-only, full, not a disk)
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise BackupError(f"cannot copy the database to {destination}: {exc}") from None
+    if check != "ok":
+        partial.unlink(missing_ok=True)
+        raise BackupError(f"the copy failed SQLite's integrity check: {check}")
+    partial.rename(destination)
+    return BackupResult(destination, pages, destination.stat().st_size, time.perf_counter() - started)
+
+
+def _copy(source: str | Path, partial: Path, pages_per_step: int, step: Any) -> str:
+    """Copy `source` into `partial` with SQLite's online backup; return its integrity check."""
     src = sqlite3.connect(source)
     try:
         dst = sqlite3.connect(partial)
@@ -87,13 +104,8 @@ def backup_sqlite(
             src.backup(dst, pages=pages_per_step, progress=step)
             # The live database runs in WAL mode; a backup is one self-contained file.
             dst.execute("PRAGMA journal_mode=DELETE")
-            check = dst.execute("PRAGMA integrity_check").fetchone()[0]
+            return str(dst.execute("PRAGMA integrity_check").fetchone()[0])
         finally:
             dst.close()
     finally:
         src.close()
-    if check != "ok":
-        partial.unlink(missing_ok=True)
-        raise BackupError(f"the copy failed SQLite's integrity check: {check}")
-    partial.rename(destination)
-    return BackupResult(destination, pages, destination.stat().st_size, time.perf_counter() - started)

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -160,4 +161,53 @@ def test_demo_gives_the_scheduler_lock_up_when_it_stops(tmp_path, monkeypatch):
     with make_sessionmaker(engine)() as session:
         assert lock_holder(session, SCHEDULER_LOCK) is None
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "url", "says"),
+    [
+        (["status"], "fresh", "has no current schema: run `returnvisit init` first"),
+        (["campaign", "list"], "fresh", "has no current schema: run `returnvisit init` first"),
+        (["status"], "bogus://x", "database.url: not a usable database URL"),
+        (["status"], "sqlite:////proc/no/such.db", "cannot open the database"),
+        (["demo-data", "--out", "items.txt"], "fresh", "items.txt: end the name with .csv"),
+        (["demo-data", "--out", "nodir/items.csv"], "fresh", "directory nodir does not exist"),
+    ],
+    ids=["before-init", "campaign-before-init", "bogus-url", "unopenable", "demo-data-format",
+         "demo-data-dir"],
+)
+def test_a_command_that_cannot_run_says_why_without_a_traceback(tmp_path, monkeypatch, args, url, says):
+    monkeypatch.chdir(tmp_path)
+    db_url = f"sqlite:///{tmp_path}/fresh.db" if url == "fresh" else url
+    result = CliRunner().invoke(main, args, env={"RETURNVISIT_DATABASE_URL": db_url})
+    assert result.exit_code in (1, 2), result.output
+    assert isinstance(result.exception, SystemExit)  # click's error exit, not an exception
+    assert says in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "extra", "says"),
+    [
+        ("fake.xlsx", b"a,b\n1,2\n", [], "fake.xlsx: not an XLSX workbook"),
+        ("items.csv", b"a,b\n1,2\n", ["--format", "xlsx"], "items.csv: not an XLSX workbook"),
+        ("rand.csv", bytes(range(256)) * 40, [], "rand.csv: cannot be read as text after line 0"),
+    ],
+    ids=["fake-xlsx", "csv-as-xlsx", "binary-csv"],
+)
+def test_an_unreadable_import_file_says_why(tmp_path, name, content, extra, says):
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    invoke(["init"], db_url)
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = CliRunner().invoke(main, ["import", str(path), *extra], env={"RETURNVISIT_DATABASE_URL": db_url})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert says in result.output
+
+
+def test_a_backup_that_cannot_be_written_says_why(tmp_path):
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    invoke(["init"], db_url)
+    result = CliRunner().invoke(main, ["backup", "/proc/copy.db"], env={"RETURNVISIT_DATABASE_URL": db_url})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "cannot copy the database to /proc/copy.db" in result.output
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from models.optouts import OptOut
@@ -92,10 +93,20 @@ def test_import_upload_shows_the_rejected_rows(admin, departments, session):
     assert session.scalars(select(AuditEvent).where(AuditEvent.action == "items_imported")).first()
 
 
-def test_import_of_an_unreadable_file_says_why(admin, departments):
-    response = admin.post("/items/import", {"file": (io.BytesIO(b"x"), "items.pdf")},
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("items.pdf", b"x", "pdf"),
+        ("items.xlsx", "办件编号,部门\n1,SWJ\n".encode(), "not an XLSX workbook"),
+        ("items.csv", bytes(range(256)) * 40, "cannot be read as text"),
+    ],
+    ids=["unknown-format", "csv-named-xlsx", "binary-csv"],
+)
+def test_import_of_an_unreadable_file_says_why(admin, departments, name, content, says):
+    response = admin.post("/items/import", {"file": (io.BytesIO(content), name)},
                           content_type="multipart/form-data")
-    assert "pdf" in response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert says in response.get_data(as_text=True)
 
 
 def test_results_filter_by_grade_and_category_and_play_a_recording(admin, make_result):
