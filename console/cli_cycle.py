@@ -214,12 +214,13 @@ def quarter() -> None:
 @pass_ctx
 def close(ctx: Context, quarter_name: str, actor: str) -> None:
     """Close a finished quarter: freeze and publish its figures (once)."""
+    from console.reports.data import checked_quarter
     from models.quarter_ops import close_quarter, snapshots
 
     with ctx.sessions() as session:
         try:
-            closing = close_quarter(session, quarter_name, actor, ctx.settings, utcnow())
-        except ValueError as exc:  # QuarterError, or a malformed quarter
+            closing = close_quarter(session, checked_quarter(quarter_name), actor, ctx.settings, utcnow())
+        except ValueError as exc:  # QuarterError, or a malformed quarter or one out of range
             raise click.ClickException(str(exc)) from exc
         count = len(snapshots(session, closing.quarter))
         session.commit()

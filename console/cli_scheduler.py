@@ -72,6 +72,7 @@ def campaign() -> None:
 @click.pass_obj
 def campaign_apply(ctx: Context, path: Path) -> None:
     """Create or update (by name) a campaign from a TOML file (see campaign.example.toml)."""
+    from ivr.script import load_script
     from scheduler.campaigns import CampaignError, apply_campaign, department_names, read_definition_file
 
     with ctx.sessions() as session:
@@ -80,6 +81,7 @@ def campaign_apply(ctx: Context, path: Path) -> None:
                 path,
                 departments=department_names(session),
                 segment_counter=_count_segments,
+                script_loader=load_script,
                 org=ctx.settings.app.org,
             )
         except CampaignError as exc:

@@ -1,8 +1,9 @@
 """Campaigns as data: a TOML definition validated into a typed model, and apply / list / pause / resume.
 
 Validation names every wrong field by its key path (``windows[1]: ...``, ``retry.voice: ...``). Checks
-that need the store (department codes) or the phone-facing edge (SMS segment counting) read what the
-caller passes in, so this module imports neither the database rows it checks nor `ivr`.
+that need the store (department codes) or the phone-facing edge (SMS segment counting, loading a
+script file) read what the caller passes in, so this module imports neither the database rows it checks
+nor `ivr`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ DEFAULT_RETRY = {"voice": "30m 2h 1d", "sms": ""}
 
 # Counts the segments an SMS text is sent as (the console passes ivr.sms_text's counter).
 SegmentCounter = Callable[[str], int]
+# Loads a script file, raising ValueError naming what is wrong (the console passes ivr.script's loader).
+ScriptLoader = Callable[[Path], object]
 
 
 class CampaignError(ValueError):
@@ -73,9 +76,17 @@ def _intervals(value: str) -> str:
 
 def _sms_text(text: str, info: ValidationInfo) -> str:
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
+                  if name is not None]
     except ValueError as exc:
         raise ValueError(f"bad placeholder syntax: {exc}") from None
+    # A format spec or conversion ("{org:>999999}", "{org!r}") could blow the text up: a name only.
+    formatted = sorted({name for name, spec, conversion in fields if spec or conversion})
+    if formatted:
+        plain = " ".join(f"{{{name}}}" for name in formatted)
+        raise ValueError(f"placeholder(s) {', '.join(formatted)} may not have a format or conversion "
+                         f"(write {plain})")
+    names = {name for name, _, _ in fields}
     unknown = sorted(names - SMS_PLACEHOLDERS)
     if unknown:
         allowed = " ".join(f"{{{name}}}" for name in sorted(SMS_PLACEHOLDERS))
@@ -194,6 +205,12 @@ class CampaignDefinition(BaseModel):
         path = Path(value) if Path(value).is_absolute() else Path(base) / value
         if not path.is_file():
             raise ValueError(f'script file {path} does not exist (or use "default")')
+        loader: ScriptLoader | None = (info.context or {}).get("script_loader")
+        if loader is not None:
+            try:
+                loader(path)
+            except (OSError, ValueError) as exc:  # ScriptError, or a file that is not UTF-8 text
+                raise ValueError(f"script file {path} is not a usable script: {exc}") from None
         return str(path.resolve())
 
     @model_validator(mode="after")
@@ -233,6 +250,7 @@ def parse_definition(
     departments: Mapping[str, str] | None = None,
     base_dir: Path | None = None,
     segment_counter: SegmentCounter | None = None,
+    script_loader: ScriptLoader | None = None,
     org: str = "",
 ) -> CampaignDefinition:
     """Validate a campaign definition; raise CampaignError naming every wrong field."""
@@ -240,6 +258,7 @@ def parse_definition(
         "departments": departments,
         "base_dir": base_dir,
         "segment_counter": segment_counter,
+        "script_loader": script_loader,
         "org": org,
     }
     # PostgreSQL text cannot hold a NUL (SQLite would store it): TOML may write one as "\u0000".

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from console.cli import Context
 from console.cli_scheduler import campaign, scheduler
+from ivr.script import load_script
 from ivr.sms_text import count_segments
 from models import migrate
 from models.campaigns import Campaign, CampaignStatus
@@ -143,6 +144,26 @@ def test_script_path_is_resolved_against_the_file(tmp_path):
         read_definition_file(tmp_path / "d.toml")
 
 
+def test_a_script_file_must_load_as_a_script(tmp_path):
+    default = str(Path(__file__).resolve().parent.parent / "ivr" / "scripts" / "default.toml")
+    assert parse_definition({"name": "x", "script": default}, script_loader=load_script).script == default
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n", encoding="utf-8")
+    with pytest.raises(CampaignError, match=r"^script: script file .*passwd is not a usable script: "):
+        parse_definition({"name": "x", "script": str(tmp_path / "passwd")}, script_loader=load_script)
+
+
+def test_placeholders_take_no_format_spec_or_conversion():
+    # "{org:>99999999999}" would build a text of a hundred gigabytes when the SMS is composed.
+    problems = problems_of(
+        {"name": "x", "sms_text": {"zh-CN": "{org!r:>99999999999}", "en-US": "{matter} {date:%Y}{org!s}"}},
+        segment_counter=segments,
+    )
+    assert problems == [
+        "sms_text.zh-CN: placeholder(s) org may not have a format or conversion (write {org})",
+        "sms_text.en-US: placeholder(s) date, org may not have a format or conversion (write {date} {org})",
+    ]
+
+
 def test_apply_twice_updates_instead_of_duplicating(session, now):
     first, created = apply_campaign(session, parse_definition({"name": "Q4", "status": "active"}), now)
     assert created and first.status == CampaignStatus.ACTIVE
@@ -248,10 +269,13 @@ def test_cli_apply_refuses_a_nul_character_and_stores_nothing(cli, tmp_path):
 
 def test_cli_apply_lists_every_problem(cli, tmp_path):
     path = tmp_path / "bad.toml"
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n", encoding="utf-8")
     path.write_text(
-        'name = "bad"\ndepartments = ["XXX"]\nquota = -3\nwindows = ["12:00-09:00"]\n', encoding="utf-8"
+        'name = "bad"\ndepartments = ["XXX"]\nquota = -3\nwindows = ["12:00-09:00"]\nscript = "passwd"\n',
+        encoding="utf-8",
     )
     result = cli("campaign", "apply", str(path))
     assert result.exit_code == 1
-    for key in ("departments: unknown department code(s): XXX", "quota:", "windows[0]:"):
+    for key in ("departments: unknown department code(s): XXX", "quota:", "windows[0]:",
+                "passwd is not a usable script"):
         assert key in result.output

@@ -81,6 +81,7 @@ def test_a_late_answer_never_changes_the_published_figures(session, settings, da
 
     report = build_report(session, "2026Q3", settings, arrived)
     assert report.late_since_close == {"A-SWJ": 2}
+    assert {f.department_code: f.late_answers for f in report.figures}["A-SWJ"] == 2  # its tables' column
     assert "2 late answer(s) kept, not in these figures" in render_html(report, 30)
 
 

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
@@ -165,6 +166,14 @@ def test_csv_and_xlsx_neutralise_formulas(report_data):
     assert "'@SUM(1+1) 办事太慢" in comments
 
 
+def test_the_xlsx_drops_control_characters_a_worksheet_cannot_hold(report_data):
+    report_data.cases[0] = replace(report_data.cases[0], feedback="已整改\x0b窗口增加人手")
+    buffer = io.BytesIO()
+    write_xlsx(report_data, buffer)
+    feedback = [row[10] for row in load_workbook(buffer)["Cases"].iter_rows(min_row=2, values_only=True)]
+    assert feedback[0] == "已整改窗口增加人手"
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -173,6 +182,8 @@ def test_csv_and_xlsx_neutralise_formulas(report_data):
         ("-2", "'-2"),
         ("@cmd", "'@cmd"),
         ("\t=x", "'\t=x"),
+        ("已整改\x0b窗口增加人手\x1b", "已整改窗口增加人手"),  # a worksheet cannot hold these
+        ("\x0b=1+1", "'=1+1"),
         ("税务局", "税务局"),
         (-0.25, -0.25),
         (3, 3),
@@ -181,6 +192,12 @@ def test_csv_and_xlsx_neutralise_formulas(report_data):
 )
 def test_neutralise_only_touches_text_that_a_spreadsheet_would_evaluate(value, expected):
     assert neutralise(value) == expected
+
+
+def test_a_quarter_without_figures_has_a_report_whose_charts_say_so(session, settings):
+    data = build_report(session, "2020Q1", settings, NOW)
+    assert data.figures == [] and data.trend_rates == {}
+    assert "无数据 no data" in "".join(parse(render_html(data, 30)).text)
 
 
 def test_a_published_report_shows_the_snapshot(session, settings, dataset):  # noqa: F811
@@ -320,6 +337,14 @@ def test_cli_quarter_close_reports_and_letters(cli_db, tmp_path):
     twice = run(cli_db, "quarter", "close", "2026Q3")
     assert twice.exit_code == 1 and "already closed" in twice.output
     assert run(cli_db, "quarter", "close", "2026Q9").exit_code == 1
+    for odd in ("0001Q1", "9999Q4"):
+        refused = run(cli_db, "quarter", "close", odd)
+        assert refused.exit_code == 1 and f"quarter {odd} is out of range" in refused.output
+        refused = run(cli_db, "report", odd, "--out", str(tmp_path / "odd.html"))
+        assert refused.exit_code == 1 and "its year must be 1900 to 9998" in refused.output
+    empty = run(cli_db, "report", "2020Q1", "--format", "html", "--out", str(tmp_path / "empty.html"))
+    assert empty.exit_code == 0, empty.output
+    assert "无数据 no data" in (tmp_path / "empty.html").read_text(encoding="utf-8")
 
     for fmt in ("html", "xlsx", "csv"):
         out = tmp_path / f"report.{fmt}"

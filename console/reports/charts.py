@@ -60,7 +60,8 @@ def trend_chart(quarters: Sequence[str], rates: dict[str, list[float | None]], n
         show_minor_x_labels=True,
         allow_interruptions=True,
         range=(floor, 100),
-        y_labels=list(range(floor, 101, 10 if 100 - floor > 20 else 5)),
+        # pygal cannot place fixed y labels on a chart without a series; without them it says no data.
+        y_labels=list(range(floor, 101, 10 if 100 - floor > 20 else 5)) if rates else None,
         **_COMMON,
     )
     chart.x_labels = list(quarters)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,8 @@ from models.settings import Settings
 from scheduler.policy import previous_quarter
 
 TREND_QUARTERS = 8  # the report's quarter and the seven before it
+# Years a quarter may be in: the trend walks back seven quarters, a close reads the next year's start.
+YEARS = range(1900, 9999)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,26 @@ class ReportData:
     def cases_of(self, department_id: int) -> list[CaseRow]:
         """Return one department's cases."""
         return [row for row in self.cases if row.department_id == department_id]
+
+
+def checked_quarter(text: str) -> str:
+    """Return a quarter written as '2026Q3'; raise ValueError if malformed or its year is out of YEARS."""
+    quarter = normalise_quarter(text)
+    if int(quarter[:4]) not in YEARS:
+        raise ValueError(f"quarter {quarter} is out of range: its year must be {YEARS[0]} to {YEARS[-1]}")
+    return quarter
+
+
+def figures_with_late(
+    session: Session, quarter: str, settings: Settings, now: datetime
+) -> tuple[list[DepartmentFigures], QuarterClose | None]:
+    """Return every department's figures, ranked among all, and the close; late answers counted now."""
+    figures, closing = figures_for(session, quarter, settings, now)
+    if closing is not None:
+        # The snapshot froze the late count at 0: the answers stored since the close are counted now.
+        late = late_rating_counts(session, quarter)
+        figures = [replace(f, late_answers=late.get(f.department_id, 0)) for f in figures]
+    return figures, closing
 
 
 def trend_quarters(quarter: str, count: int = TREND_QUARTERS) -> list[str]:
@@ -136,9 +158,9 @@ def build_report(
     department_code: str | None = None,
 ) -> ReportData:
     """Gather a quarter's figures, trend and cases, optionally for one department only."""
-    quarter = normalise_quarter(quarter)
+    quarter = checked_quarter(quarter)
     # Ranks are computed among all departments, then the report is cut to the one asked for.
-    figures, closing = figures_for(session, quarter, settings, now)
+    figures, closing = figures_with_late(session, quarter, settings, now)
     ranked_total = sum(1 for f in figures if f.rank is not None)
     if department_code is not None:
         figures = [f for f in figures if f.department_code == department_code]
@@ -158,8 +180,5 @@ def build_report(
         data.trend_rates = _trend_rates(session, data.trend_quarters, figures)
         data.cases = _cases(session, quarter, [f.department_id for f in figures])
     if closing is not None:
-        late = late_rating_counts(session, quarter)
-        data.late_since_close = {
-            f.department_code: late[f.department_id] for f in figures if late.get(f.department_id)
-        }
+        data.late_since_close = {f.department_code: f.late_answers for f in figures if f.late_answers}
     return data

@@ -1,7 +1,8 @@
 """The report's tables as rows of plain values, shared by the XLSX and CSV exports.
 
 Every text cell goes through `neutralise`, so a department name or a citizen's comment that starts
-with = + - @ (or a tab or carriage return) is never read as a spreadsheet formula.
+with = + - @ (or a tab or carriage return) is never read as a spreadsheet formula, and control
+characters a worksheet cannot hold (a vertical tab pasted into a feedback) are dropped, from the CSV too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from console.reports.data import ReportData
 from console.reports.labels import CASE_STATE_LABELS, CATEGORY_LABELS, GRADE_LABELS
@@ -28,7 +31,7 @@ def neutralise(value: Any) -> Cell:
         return None if value is None else str(value).lower()
     if isinstance(value, int | float):
         return value
-    text = str(value)
+    text = ILLEGAL_CHARACTERS_RE.sub("", str(value))
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -72,9 +73,14 @@ def _auth_stamp(user: StaffUser) -> str:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("dashboard.index")
+    # Only a path of this site: browsers drop tabs and newlines ("/\t/evil" is "//evil", another
+    # host), and a newline cannot go into the Location header at all.
+    if not target or "\\" in target or any(c.isspace() or not c.isprintable() for c in target):
+        return url_for("dashboard.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return url_for("dashboard.index")
+    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -19,6 +19,7 @@ from console.web.campaign_forms import (
 )
 from console.web.i18n import STATE_LABELS
 from ivr import web
+from ivr.script import load_script
 from ivr.sms_text import count_segments
 from models.base import utcnow
 from models.campaigns import Campaign, CampaignStatus
@@ -152,6 +153,7 @@ def _save(campaign: Campaign | None) -> ResponseReturnValue:
             data,
             departments=department_names(session),
             segment_counter=lambda text: count_segments(text).segments,
+            script_loader=load_script,
             org=settings.app.org,
         )
     except CampaignError as exc:

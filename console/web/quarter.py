@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from console.reports.data import YEARS, checked_quarter, figures_with_late
 from console.web.access import STAFF, current_user, department_scope, require_department, roles_required
 from console.web.audit import record
 from console.web.charts import bar_chart
@@ -20,7 +21,8 @@ from models.base import utcnow
 from models.departments import Department
 from models.domain import Category
 from models.metrics import DepartmentFigures
-from models.quarter_ops import QuarterError, close_quarter, figures_for, normalise_quarter
+from models.quarter_ops import QuarterError, close_quarter
+from models.quarters import QuarterClose
 from scheduler.policy import previous_quarter, quarter_of
 
 bp = Blueprint("quarter", __name__, url_prefix="/quarter")
@@ -34,17 +36,27 @@ def _quarter(text: str | None) -> str:
     if not text:
         return quarter_of(utcnow(), web.settings().app.tz)
     try:
-        return normalise_quarter(text)
+        return checked_quarter(text)
     except ValueError:
-        abort(404)
+        reason = _("There is no quarter %(q)s: write it as 2026Q3, with a year from %(first)s to %(last)s.",
+                   q=text[:20], first=YEARS[0], last=YEARS[-1])
+        abort(Response(render_template("error.html", code=404, reason=reason), 404))
+
+
+def _figures(quarter: str) -> tuple[list[DepartmentFigures], QuarterClose | None]:
+    """Return the quarter's figures of the departments the user may see, ranked among all departments."""
+    figures, closing = figures_with_late(web.db_session(), quarter, web.settings(), utcnow())
+    scope = department_scope()
+    if scope is not None:
+        figures = [f for f in figures if f.department_id in scope]
+    return figures, closing
 
 
 @bp.get("")
 def index() -> str:
     """Show a quarter's figures per department with charts."""
-    session, settings, now = web.db_session(), web.settings(), utcnow()
     quarter = _quarter(request.args.get("q"))
-    figures, closing = figures_for(session, quarter, settings, now, department_scope())
+    figures, closing = _figures(quarter)
     categories = {c: sum(f.categories.get(c.value, 0) for f in figures) for c in Category}
     charts = {
         "index": bar_chart(
@@ -107,7 +119,7 @@ def figure_rows(figures: list[DepartmentFigures]) -> list[list[Any]]:
 def figures_csv(q: str) -> ResponseReturnValue:
     """Download the quarter's figures of the departments the user may see."""
     quarter = _quarter(q)
-    figures, _closing = figures_for(web.db_session(), quarter, web.settings(), utcnow(), department_scope())
+    figures, _closing = _figures(quarter)
     grade_keys = list(figures[0].grades) if figures else []
     header = ["quarter", "department_code", "department", "surveys", "attempts", "completes", "rated",
               *grade_keys, "satisfaction_rate", "satisfaction_low", "satisfaction_high", "bad_review_rate",

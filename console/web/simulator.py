@@ -87,11 +87,24 @@ def _survey(key: str) -> Survey | None:
     return web.db_session().get(Survey, survey_id) if survey_id else None
 
 
+def _keep_call(call: CallState) -> None:
+    # The session cookie is signed, not encrypted: the citizen's number stays in the store.
+    browser[CALL_KEY] = {key: value for key, value in call.as_dict().items() if key != "to"}
+
+
+def _call(survey: Survey | None) -> CallState | None:
+    """Return the call kept in the session, with the number it rings read from its survey's item."""
+    if not browser.get(CALL_KEY):
+        return None
+    phone = survey.item.phone_e164 if survey is not None else None
+    return CallState.from_dict({**browser[CALL_KEY], "to": phone or ""})
+
+
 def _page(step: Step | None = None, status: int = 200) -> ResponseReturnValue:
     session = web.db_session()
     session.expire_all()  # the webhook app changed rows through its own session
-    call = CallState.from_dict(browser[CALL_KEY]) if browser.get(CALL_KEY) else None
     call_survey = _survey(CALL_KEY)
+    call = _call(call_survey)
     sms_survey = _survey(SMS_KEY)
     return render_template(
         "simulator.html",
@@ -170,16 +183,16 @@ def call_start() -> ResponseReturnValue:
         status_url=voice_status_url(base, survey.token, attempt.id),
     )
     step = _player().answer(call)
-    browser[CALL_KEY] = call.as_dict()
+    _keep_call(call)
     return _page(step)
 
 
 def _current_call() -> CallState:
-    data = browser.get(CALL_KEY)
-    if not data:
+    call = _call(_survey(CALL_KEY))
+    if call is None:
         abort(409)
     web.db_session().commit()  # no transaction of ours may be open while the webhook app writes
-    return CallState.from_dict(data)
+    return call
 
 
 @bp.post("/call/keys")
@@ -189,7 +202,7 @@ def call_keys() -> ResponseReturnValue:
     call = _current_call()
     keys = "" if "silence" in request.form else request.form.get("keys", "").strip()[:20]
     step = _player().press(call, keys)
-    browser[CALL_KEY] = call.as_dict()
+    _keep_call(call)
     return _page(step)
 
 
@@ -205,7 +218,7 @@ def call_record() -> ResponseReturnValue:
     sid = "RE" + new_call_sid()[2:]
     url = url_for("simulator.recording", sid=sid, seconds=seconds, _external=True)
     step = _player().record(call, seconds, url, sid)
-    browser[CALL_KEY] = call.as_dict()
+    _keep_call(call)
     return _page(step)
 
 
@@ -215,7 +228,7 @@ def call_hangup() -> ResponseReturnValue:
     """Hang up (or close a finished call)."""
     call = _current_call()
     step = _player().hang_up(call)
-    browser[CALL_KEY] = call.as_dict()
+    _keep_call(call)
     return _page(step)
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
+
+from models.settings import load_settings
 
 # The only views that answer without a login.
 # Health, readiness and metrics are for the service manager and Prometheus (metrics: allow-listed networks).
@@ -159,6 +164,26 @@ def test_an_officer_sees_only_own_quarter_figures_and_dashboard(officer, make_re
     assert "税务局" in page and "市场监督管理局" not in page
     live = officer.get("/api/dashboard").get_json()
     assert {row["department"] for row in live["live"]} <= {"税务局"}
+
+
+def _ranks(response) -> dict[str, str]:
+    rows = csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff")))
+    return {row["department_code"]: row["rank"] for row in rows}
+
+
+# The console's settings, ranking a department from its first rating on (the tests make a few).
+RANK_FROM_ONE = load_settings(env={}, overrides={"cases": {"min_ratings_to_rank": 1}})
+
+
+@pytest.mark.parametrize("settings", [RANK_FROM_ONE], ids=["rank-from-one"])
+def test_an_officer_sees_own_rank_among_all_departments(officer, supervisor, make_result):
+    for _ in range(2):
+        make_result("SWJ", grade="dissatisfied")
+        make_result("SCJ", grade="very_satisfied")
+    assert _ranks(supervisor.get("/quarter/2026Q4/figures.csv")) == {"SCJ": "1", "SWJ": "2"}
+    assert _ranks(officer.get("/quarter/2026Q4/figures.csv")) == {"SWJ": "2"}
+    page = officer.get("/quarter?q=2026Q4").get_data(as_text=True)
+    assert "<tr><td>2</td>" in page and "<tr><td>1</td>" not in page
 
 
 def test_the_dashboard_api_needs_a_login(client):

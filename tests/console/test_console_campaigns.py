@@ -57,6 +57,22 @@ def test_invalid_fields_are_named_and_nothing_is_saved(admin, departments, sessi
     assert session.scalars(select(Campaign)).first() is None
 
 
+def test_a_file_that_is_no_script_and_a_formatted_placeholder_are_named_and_nothing_is_saved(
+    admin, departments, session, tmp_path
+):
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n", encoding="utf-8")
+    for action in ("preview", "save"):
+        bad = {**FORM, "script": str(passwd), "sms_text_zh-CN": "{org!r:>99999999999}回复TD退订",
+               "action": action}
+        response = admin.post("/campaigns/new", bad)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 422
+        assert f"script: script file {passwd} is not a usable script" in page
+        assert "sms_text.zh-CN: placeholder(s) org may not have a format or conversion" in page
+    assert session.scalars(select(Campaign)).first() is None
+
+
 def test_preview_shows_voice_script_and_sms_text_per_language_without_saving(admin, departments, session):
     response = admin.post("/campaigns/new", {**FORM, "action": "preview"})
     page = response.get_data(as_text=True)

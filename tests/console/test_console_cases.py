@@ -3,13 +3,17 @@ the quarter page: figures, charts, close and downloads."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 
 from models.cases import CaseEvent
 from models.quarters import QuarterClose
 from models.staff import AuditEvent
+from models.surveys import Answer
 
 
 def test_the_queue_lists_a_departments_cases_soonest_due_first(supervisor, make_case):
@@ -100,6 +104,50 @@ def test_figures_download_is_a_safe_csv(supervisor, make_result):
     assert response.mimetype == "text/csv" and "2026Q4,SWJ,税务局" in text
     assert supervisor.get("/quarter/not-a-quarter/figures.csv").status_code == 404
     assert supervisor.get("/quarter?q=garbage").status_code == 404
+
+
+def test_a_closed_quarter_shows_the_answers_that_arrived_after_its_close(supervisor, make_result, session):
+    make_result("SWJ", grade="satisfied", quarter="2025Q1")
+    assert supervisor.post("/quarter/close", {"q": "2025Q1"}).status_code == 302
+    late = make_result("SWJ", grade="very_dissatisfied", quarter="2025Q1")
+    session.execute(update(Answer).where(Answer.survey_id == late.id).values(late=True))  # as ivr marks it
+    session.flush()
+    text = supervisor.get("/quarter/2025Q1/figures.csv").get_data(as_text=True).lstrip("\ufeff")
+    (row,) = csv.DictReader(io.StringIO(text))
+    assert (row["rated"], row["late_answers"]) == ("1", "1")  # kept apart from the published figures
+    page = supervisor.get("/quarter?q=2025Q1").get_data(as_text=True)
+    assert "<td>1</td></tr>" in page
+
+
+@pytest.mark.parametrize(
+    ("url", "quarter"),
+    [
+        ("/quarter?q=0001Q1", "0001Q1"),
+        ("/quarter/0001Q1/figures.csv", "0001Q1"),
+        ("/quarter/0001Q1/report.html", "0001Q1"),
+        ("/quarter/0001Q3/report.xlsx", "0001Q3"),
+        ("/quarter/9999Q4/report.html", "9999Q4"),
+        ("/quarter/1899Q4/letter/SWJ.html", "1899Q4"),
+    ],
+)
+def test_a_quarter_out_of_range_is_not_found_and_the_page_says_why(supervisor, make_result, url, quarter):
+    make_result("SWJ")
+    response = supervisor.get(url)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 404
+    assert quarter in text and "1900" in text and "9998" in text
+
+
+def test_the_first_and_last_quarters_in_range_are_shown(supervisor, make_result):
+    make_result("SWJ")
+    assert supervisor.get("/quarter/1900Q1/report.html").status_code == 200  # its trend reaches 1898
+    assert supervisor.get("/quarter/9998Q4/figures.csv").status_code == 200
+
+
+@pytest.mark.parametrize("quarter", ["0001Q1", "9999Q4"])
+def test_closing_a_quarter_out_of_range_is_refused(supervisor, session, quarter):
+    assert supervisor.post("/quarter/close", {"q": quarter}).status_code == 404
+    assert session.scalars(select(QuarterClose)).first() is None
 
 
 def test_dates_are_shown_in_the_service_centres_time_zone(supervisor, make_case, session):

@@ -21,10 +21,12 @@ def test_login_redirects_to_the_page_asked_for_but_never_off_site(client, staff)
     response = client.raw.post("/login", data={"username": "admin", "password": "correct-horse-1",
                                                 "next": "/cases", "csrf_token": token})
     assert response.headers["Location"] == "/cases"
-    client.post("/logout")
-    response = client.post("/login", {"username": "admin", "password": "correct-horse-1",
-                                      "next": "//evil.example/x"})
-    assert response.headers["Location"] == "/"
+    # Browsers drop tabs and newlines from a URL: "/\t/evil.example" would be "//evil.example".
+    for target in ["//evil.example/x", "/\t/evil.example", "/\n/evil.example", "/ /evil.example",
+                   "/\u3000/evil.example", "https://evil.example/", "/\\evil.example", "cases"]:
+        client.post("/logout")
+        response = client.post("/login", {"username": "admin", "password": "correct-horse-1", "next": target})
+        assert response.headers["Location"] == "/", target
 
 
 def test_a_wrong_password_is_refused_slowly_and_audited(client, staff, console_app, session, monkeypatch):

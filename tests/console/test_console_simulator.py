@@ -3,6 +3,8 @@ the SMS pane posts signed replies to the messaging webhook."""
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 
 from models.messages import Message
@@ -65,6 +67,18 @@ def test_an_item_tried_out_already_is_refused(supervisor, create_item, departmen
     response = supervisor.post("/simulator/call", {"item": "SIM-4"})
     assert response.status_code == 302
     assert supervisor.post("/simulator/call", {"item": "NO-SUCH"}).status_code == 404
+
+
+def test_the_session_cookie_keeps_no_phone_number(supervisor, console_app, create_item, departments):
+    # Flask signs the session cookie but does not encrypt it: whoever holds it can read it.
+    create_item(department_id=departments["SWJ"].id, external_id="SIM-5", phone_e164="+8613912345678")
+    serializer = console_app.session_interface.get_signing_serializer(console_app)
+    for url, form in [("/simulator/call", {"item": "SIM-5"}), ("/simulator/call/keys", {"keys": "1"})]:
+        page = supervisor.post(url, form).get_data(as_text=True)
+        assert "139****5678" in page  # read from the store at each step
+        stored = serializer.loads(supervisor.raw.get_cookie("returnvisit_console").value)
+        assert stored["sim_call"]["token"] and "12345678" not in json.dumps(stored)
+    assert 'id="call-ended"' in page
 
 
 def test_keys_without_a_call_are_a_conflict(supervisor):
