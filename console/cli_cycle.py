@@ -94,7 +94,13 @@ def list_cases(
     with ctx.sessions() as session:
         stmt = select(Case, Department.code).join(Department, Department.id == Case.department_id)
         if quarter:
-            stmt = stmt.where(Case.quarter == quarter.strip().upper())
+            from console.reports.data import checked_quarter
+
+            try:
+                quarter = checked_quarter(quarter)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--quarter") from None
+            stmt = stmt.where(Case.quarter == quarter)
         if department_code:
             stmt = stmt.where(Case.department_id == _department_id(session, department_code))
         if state:
@@ -154,6 +160,8 @@ def answer(ctx: Context, case_id: int, feedback: str | None, feedback_file: Any,
     """Record a department's feedback and schedule the verification visit."""
     from models.cases_ops import CaseError, answer_case
 
+    if feedback is not None and feedback_file is not None:
+        raise click.UsageError("give --feedback or --feedback-file, not both")
     text = feedback_file.read() if feedback_file is not None else feedback
     if not text:
         raise click.UsageError("give --feedback or --feedback-file")

@@ -10,8 +10,10 @@ from flask import Blueprint, Response, jsonify, request
 
 from ivr import web
 from models.intake import FIELDS, Importer, IntakeOptions, RowStatus
+from models.items import ServiceItem
 
 log = logging.getLogger(__name__)
+_SOURCE_LENGTH = ServiceItem.__table__.c.source.type.length
 bp = Blueprint("intake_api", __name__, url_prefix="/api/v1")
 
 
@@ -47,9 +49,13 @@ def post_service_items() -> tuple[Response, int]:
     settings = web.settings()
     if len(payload) > settings.intake.max_batch:
         return _problem(400, f"too many items: {len(payload)} > intake.max_batch {settings.intake.max_batch}")
-    # PostgreSQL text cannot hold a NUL (nor has a source name any use for unprintable characters).
-    raw_source = request.args.get("source") or "api"
-    source = "".join(ch for ch in raw_source if ch.isprintable()).strip()[:64] or "api"
+    # Stored with every item as ServiceItem.source: refused, not cut, when the column cannot hold it
+    # (PostgreSQL refuses a NUL; an unprintable character has no use in a source name).
+    source = (request.args.get("source") or "").strip() or "api"
+    if len(source) > _SOURCE_LENGTH:
+        return _problem(400, f"source: longer than {_SOURCE_LENGTH} characters")
+    if not source.isprintable():
+        return _problem(400, "source: contains a character that is not printable")
 
     results: list[dict[str, Any]] = [{} for _ in payload]
 
@@ -154,7 +160,7 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "400": {
-                        "description": "Malformed JSON, not an array, or too many items.",
+                        "description": "Malformed JSON, not an array, too many items, or a bad source.",
                         "content": {
                             "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                         },

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.departments import Department
 from models.items_bulk import VALUE_COLUMNS, existing_items, insert_items, update_items
-from models.phones import PhoneKind, normalize_phone
+from models.phones import PhoneKind, mask_phone, normalize_phone
 
 FIELDS = (
     "external_id",
@@ -235,7 +235,8 @@ def validate_row(line: int, raw: Mapping[str, Any], options: IntakeOptions, now:
         raise RowError("bad external_id", "external_id longer than 128 characters")
     phone = normalize_phone(phone_raw, region=options.region, area_code=options.area_code)
     if phone.e164 is None or phone.kind is PhoneKind.INVALID:
-        raise RowError("no usable phone", f"phone {phone_raw!r}: {phone.reason}")
+        # The line number finds the row; the message (printed, logged, shown) keeps the number masked.
+        raise RowError("no usable phone", f"phone {mask_phone(phone_raw)!r}: {phone.reason}")
     if completed_text:  # text, the common case: skip parse_completed_at's type checks
         completed_at = _in_utc(_parse_time_text(completed_text), options.tz)
     else:

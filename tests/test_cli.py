@@ -74,7 +74,8 @@ def test_import_prints_bad_lines_and_a_json_summary(tmp_path):
         "办件编号,部门编码,事项名称,联系电话,办结时间\n"
         "A1,SWJ,契税申报,13812345678,2026-09-01 10:00\n"
         "A2,SWJ,契税申报,95588,2026-09-01 10:00\n"
-        "A3,SCJ,企业开办登记,13912345678,2026-09-02 11:00\n",
+        "A3,SCJ,企业开办登记,13912345678,2026-09-02 11:00\n"
+        "A4,SCJ,企业开办登记,1990094897,2026-09-02 11:00\n",
         encoding="utf-8",
     )
     result = CliRunner().invoke(
@@ -82,9 +83,12 @@ def test_import_prints_bad_lines_and_a_json_summary(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "items.csv line 3:" in result.stderr
+    # A number one digit short is still a citizen's number: the line finds the row, the number is masked.
+    assert "items.csv line 5: phone '199***4897': too short" in result.stderr
+    assert "1990094897" not in result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["read"] == 3 and summary["new"] == 2 and summary["skipped"] == 1
-    assert summary["skipped_by_reason"] == {"no usable phone": 1}
+    assert summary["read"] == 4 and summary["new"] == 2 and summary["skipped"] == 2
+    assert summary["skipped_by_reason"] == {"no usable phone": 2}
 
 
 def test_import_refuses_a_source_longer_than_its_column(fresh_db_url, tmp_path):
@@ -210,4 +214,30 @@ def test_a_backup_that_cannot_be_written_says_why(tmp_path):
     result = CliRunner().invoke(main, ["backup", "/proc/copy.db"], env={"RETURNVISIT_DATABASE_URL": db_url})
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert "cannot copy the database to /proc/copy.db" in result.output
+
+
+def test_cases_list_refuses_a_quarter_that_is_not_one(tmp_path):
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    invoke(["init"], db_url)
+    for value in ("2026Q5", "Q3"):
+        result = CliRunner().invoke(
+            main, ["cases", "list", "--quarter", value], env={"RETURNVISIT_DATABASE_URL": db_url}
+        )
+        assert result.exit_code == 2 and "--quarter" in result.output and value in result.output
+    env = {"RETURNVISIT_DATABASE_URL": db_url}
+    ok = CliRunner().invoke(main, ["cases", "list", "--quarter", "2026q3"], env=env)
+    assert ok.exit_code == 0, ok.output
+
+
+def test_cases_answer_refuses_feedback_given_twice(tmp_path):
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    invoke(["init"], db_url)
+    feedback = tmp_path / "feedback.txt"
+    feedback.write_text("已整改", encoding="utf-8")
+    result = CliRunner().invoke(
+        main,
+        ["cases", "answer", "1", "--feedback", "已整改", "--feedback-file", str(feedback)],
+        env={"RETURNVISIT_DATABASE_URL": db_url},
+    )
+    assert result.exit_code == 2 and "not both" in result.output
 

@@ -52,6 +52,18 @@ def test_intake_answers_400_with_a_message_for_malformed_bodies(client, body, co
     assert message in response.get_json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [("s" * 65, "source: longer than 64 characters"), ("erp\x00", "source: contains a character")],
+    ids=["too-long", "nul"],
+)
+def test_intake_refuses_a_source_its_column_cannot_hold(client, session, source, message):
+    response = client.post(URL, json=[item("A1")], headers=auth(), query_string={"source": source})
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert session.scalar(select(func.count()).select_from(ServiceItem)) == 0
+
+
 def test_intake_refuses_a_batch_over_the_limit(client, settings):
     too_many = [item(f"A{i}") for i in range(settings.intake.max_batch + 1)]
     response = client.post(URL, json=too_many, headers=auth())
