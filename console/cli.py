@@ -260,7 +260,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
 @click.option("--ticks", type=click.IntRange(min=1), help="Stop after this many scheduler ticks.")
 @pass_ctx
 def demo(ctx: Context, count: int, port: int, no_serve: bool, ticks: int | None) -> None:
-    """Run the whole loop on the embedded SQLite default with simulated phones (Ctrl-C stops)."""
+    """Run the whole loop with simulated phones on database.url, SQLite by default (Ctrl-C stops)."""
     from console.demo import run_demo
 
     run_demo(ctx.settings, count=count, port=port, serve=not no_serve, echo=click.echo, ticks=ticks)

@@ -791,3 +791,8 @@ def test_every_running_network_issues_new_sids_whatever_its_seed(settings):
     finally:
         for gateway in gateways:
             gateway.stop()
+
+
+def test_an_unreachable_webhook_app_is_named_with_how_to_start_it():
+    with pytest.raises(TransportError, match=r"cannot reach http://127\.0\.0\.1:1/.*returnvisit serve"):
+        HttpTransport(timeout=2).post("http://127.0.0.1:1/twilio/voice", {}, {})

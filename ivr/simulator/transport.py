@@ -68,7 +68,9 @@ class HttpTransport:
             finally:
                 error.close()
         except (urllib.error.URLError, OSError) as error:
-            raise TransportError(f"cannot reach {url}: {error}") from error
+            # Most often the webhook app is not running beside the scheduler: say how to start it.
+            hint = " (is the webhook app running? start it with `returnvisit serve`)"
+            raise TransportError(f"cannot reach {url}: {error}{hint}") from error
 
 
 def _decode(body: bytes, charset: str | None) -> str:
