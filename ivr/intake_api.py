@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -14,6 +15,7 @@ from models.items import ServiceItem
 
 log = logging.getLogger(__name__)
 _SOURCE_LENGTH = ServiceItem.__table__.c.source.type.length
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # as the OpenAPI document's pattern says
 bp = Blueprint("intake_api", __name__, url_prefix="/api/v1")
 
 
@@ -51,11 +53,12 @@ def post_service_items() -> tuple[Response, int]:
         return _problem(400, f"too many items: {len(payload)} > intake.max_batch {settings.intake.max_batch}")
     # Stored with every item as ServiceItem.source: refused, not cut, when the column cannot hold it
     # (PostgreSQL refuses a NUL; an unprintable character has no use in a source name).
-    source = (request.args.get("source") or "").strip() or "api"
-    if len(source) > _SOURCE_LENGTH:
+    raw_source = request.args.get("source") or ""
+    if len(raw_source) > _SOURCE_LENGTH:
         return _problem(400, f"source: longer than {_SOURCE_LENGTH} characters")
-    if not source.isprintable():
-        return _problem(400, "source: contains a character that is not printable")
+    if _CONTROL.search(raw_source):
+        return _problem(400, "source: contains a control character")
+    source = raw_source.strip() or "api"
 
     results: list[dict[str, Any]] = [{} for _ in payload]
 
@@ -127,7 +130,12 @@ OPENAPI: dict[str, Any] = {
                         "name": "source",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "string", "default": "api"},
+                        "schema": {
+                            "type": "string",
+                            "default": "api",
+                            "maxLength": _SOURCE_LENGTH,
+                            "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
+                        },
                     }
                 ],
                 "requestBody": {

@@ -54,7 +54,7 @@ def test_intake_answers_400_with_a_message_for_malformed_bodies(client, body, co
 
 @pytest.mark.parametrize(
     ("source", "message"),
-    [("s" * 65, "source: longer than 64 characters"), ("erp\x00", "source: contains a character")],
+    [("s" * 65, "source: longer than 64 characters"), ("erp\x00", "source: contains a control character")],
     ids=["too-long", "nul"],
 )
 def test_intake_refuses_a_source_its_column_cannot_hold(client, session, source, message):

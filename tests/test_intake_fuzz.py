@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given
@@ -100,7 +101,7 @@ def test_random_items_get_one_result_each(client, session, items, source):
             item["external_id"] = f"{index}:{item['external_id']}"
     response = _post(client, json.dumps(items), query_string={"source": source})
     # reported: a NUL in ?source= failed on PostgreSQL; a longer one was cut without a word
-    if len(source.strip()) > 64 or not source.strip().isprintable():
+    if len(source) > 64 or re.search(r"[\x00-\x1f\x7f-\x9f]", source):
         assert response.status_code == 400 and response.get_json()["error"].startswith("source: ")
         assert session.scalar(select(func.count()).select_from(ServiceItem)) == before
         return
@@ -180,4 +181,4 @@ def test_a_nul_in_the_source_is_not_a_server_error(client):
         "completed_at": "2025-09-15",
     }
     response = _post(client, json.dumps([item]), query_string={"source": "a\x00b"})
-    assert response.status_code == 400 and "not printable" in response.get_json()["error"]
+    assert response.status_code == 400 and "control character" in response.get_json()["error"]
