@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from models.cases import Case, CaseEvent, CaseState, Escalation
 from models.domain import Category, Grade
 from models.settings import Settings
+from models.survey_ops import finish_survey
 from models.surveys import Answer, Survey, SurveyKind, SurveyState
 from scheduler.calendar import ContactPolicy, add_working_days, contact_time, work_calendar
 
@@ -173,6 +174,9 @@ def schedule_verification(session: Session, case: Case, settings: Settings, now:
         session.add(survey)
     else:
         _archive_round(session, survey.id, case.reopened_count)
+        # The visit starts again: its age (rules.contact_age_from) and the attempts its retries
+        # count (scheduler.outcomes) run from here, not from the first round.
+        survey.created_at = now
     survey.token = secrets.token_urlsafe(24)
     survey.state = SurveyState.SCHEDULED
     survey.disposition = None
@@ -248,6 +252,15 @@ def on_verification_finished(
             )
         )
     return case
+
+
+def finish_survey_and_case(
+    session: Session, survey: Survey, disposition: str, settings: Settings, now: datetime
+) -> None:
+    """Record a survey's final disposition; a verification visit's case learns that it ended."""
+    finish_survey(session, survey, disposition, now)
+    if survey.kind == SurveyKind.VERIFICATION:
+        on_verification_finished(session, survey, settings, now)
 
 
 def escalate_overdue(session: Session, settings: Settings, now: datetime, limit: int = 500) -> dict[str, int]:

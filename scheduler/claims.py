@@ -21,12 +21,12 @@ from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from models.campaigns import Campaign, CampaignStatus
+from models.cases_ops import finish_survey_and_case
 from models.domain import Channel, Disposition
 from models.items import ServiceItem
 from models.messages import Direction, Message
 from models.optouts import OptOutChannel
 from models.settings import GatewaySettings, Settings
-from models.survey_ops import finish_survey
 from models.surveys import Attempt, AttemptStatus, Survey, SurveyState
 from scheduler.calendar import NoOpeningError, contact_time, may_contact
 from scheduler.locks import begin_write, is_sqlite
@@ -61,6 +61,8 @@ class Contact:
     body: str | None = None
     message_id: int | None = None
     slot_at: datetime | None = None  # a call starts at or after its rate slot
+    closes_at: datetime | None = None  # the contact is made before its calling window closes
+    rates: tuple[tuple[str, float], ...] = ()  # a call's rate buckets and their calls per second
 
 
 class Due(NamedTuple):
@@ -131,7 +133,12 @@ def release(survey: Survey, now: datetime, at: datetime | None = None) -> None:
 
 
 def _outside_window(
-    session: Session, rules: CampaignRules, survey: Survey, at: datetime, deadline: datetime
+    session: Session,
+    rules: CampaignRules,
+    survey: Survey,
+    at: datetime,
+    deadline: datetime,
+    settings: Settings,
 ) -> str:
     """Move a survey to its next opening before the deadline, or end it; return the count key."""
     try:
@@ -139,7 +146,7 @@ def _outside_window(
     except NoOpeningError:
         opening = None
     if opening is None:
-        finish_survey(session, survey, Disposition.NOT_CONTACTED, at)
+        finish_survey_and_case(session, survey, Disposition.NOT_CONTACTED, settings, at)
         return "expired"
     release(survey, at, opening)
     return "outside_window"
@@ -192,17 +199,19 @@ def prepare_attempts(
         r = rules[due.campaign_id]
         deadline = r.deadline(due.completed_at, due.first_attempt_at)
         if not due.phone:
-            _finish(session, due.id, Disposition.NOT_ELIGIBLE, now, counts, "no_phone")
+            _finish(session, due.id, Disposition.NOT_ELIGIBLE, settings, now, counts, "no_phone")
         elif now >= deadline:
-            _finish(session, due.id, Disposition.NOT_CONTACTED, now, counts, "expired")
+            _finish(session, due.id, Disposition.NOT_CONTACTED, settings, now, counts, "expired")
         elif not open_now[due.campaign_id]:
-            counts[_outside_window(session, r, _survey(session, due.id), now, deadline)] += 1
+            counts[_outside_window(session, r, _survey(session, due.id), now, deadline, settings)] += 1
         elif opted.get(due.phone, set()) & {OptOutChannel.ALL, due.channel}:
-            _finish(session, due.id, Disposition.REFUSED, now, counts, "opted_out")
+            _finish(session, due.id, Disposition.REFUSED, settings, now, counts, "opted_out")
         else:
             ready.append(due)
 
-    slots, deferred = _take_slots(session, ready, rules, settings.gateway, now, until, counts)
+    closes_at = {cid: window_close(r.contact, now) for cid, r in rules.items()}
+    rates_of = _rates_of(rules, settings.gateway)
+    slots, deferred = _take_slots(session, ready, rules, rates_of, closes_at, settings, now, until, counts)
     bodies: dict[int, str] = {}
     texts = [due.id for due in ready if due.id in slots and due.channel == Channel.SMS]
     for survey in session.scalars(select(Survey).where(Survey.id.in_(texts))) if texts else ():
@@ -210,10 +219,12 @@ def prepare_attempts(
             bodies[survey.id] = compose_sms(session, survey)
         except Exception:
             logger.exception("survey %s: composing its SMS failed", survey.id)
-            _finish(session, survey.id, Disposition.FAILED, now, counts, "compose_failed")
+            _finish(session, survey.id, Disposition.FAILED, settings, now, counts, "compose_failed")
     planned = [due for due in ready if due.id in slots and (due.channel != Channel.SMS or due.id in bodies)]
     if not planned:
         return [], deferred
+    # Numbers run on across a reused verification survey's rounds (unique per survey and channel);
+    # the retry policy counts only the current round's attempts (scheduler.outcomes).
     numbers = Counter(
         {
             (survey_id, channel): n
@@ -280,6 +291,8 @@ def prepare_attempts(
             body=bodies.get(due.id),
             message_id=message_ids.get(due.id),
             slot_at=slots[due.id],
+            closes_at=closes_at[due.campaign_id],
+            rates=tuple(sorted(rates_of[due.campaign_id].items())) if due.channel == Channel.VOICE else (),
         )
         for due in planned
     ]
@@ -288,17 +301,35 @@ def prepare_attempts(
 
 
 def _finish(
-    session: Session, survey_id: int, disposition: Disposition, now: datetime, counts: Counter[str], key: str
+    session: Session,
+    survey_id: int,
+    disposition: Disposition,
+    settings: Settings,
+    now: datetime,
+    counts: Counter[str],
+    key: str,
 ) -> None:
-    finish_survey(session, _survey(session, survey_id), disposition, now)
+    finish_survey_and_case(session, _survey(session, survey_id), disposition, settings, now)
     counts[key] += 1
+
+
+def _rates_of(rules: dict[int, CampaignRules], gateway: GatewaySettings) -> dict[int, dict[str, float]]:
+    """Return each campaign's call-rate buckets and their calls per second."""
+    rates_of: dict[int, dict[str, float]] = {}
+    for campaign_id, r in rules.items():
+        rates_of[campaign_id] = {ACCOUNT_BUCKET: gateway.calls_per_second}
+        if r.definition.calls_per_second is not None:
+            rates_of[campaign_id][campaign_bucket(campaign_id)] = r.definition.calls_per_second
+    return rates_of
 
 
 def _take_slots(
     session: Session,
     ready: list[Due],
     rules: dict[int, CampaignRules],
-    gateway: GatewaySettings,
+    rates_of: dict[int, dict[str, float]],
+    closes_at: dict[int, datetime],
+    settings: Settings,
     now: datetime,
     until: datetime,
     counts: Counter[str],
@@ -308,16 +339,10 @@ def _take_slots(
     calls = [d for d in ready if d.channel == Channel.VOICE]
     if not calls:
         return slots, 0
-    rates_of: dict[int, dict[str, float]] = {}
-    for campaign_id, r in rules.items():
-        rates_of[campaign_id] = {ACCOUNT_BUCKET: gateway.calls_per_second}
-        if r.definition.calls_per_second is not None:
-            rates_of[campaign_id][campaign_bucket(campaign_id)] = r.definition.calls_per_second
     buckets = sorted({b for d in calls for b in rates_of[d.campaign_id]})
     free = lock_buckets(session, buckets, now)
-    limit = gateway.max_concurrent_calls
+    limit = settings.gateway.max_concurrent_calls
     room = limit - calls_in_flight(session, now, limit)
-    closes_at = {cid: window_close(r.contact, now) for cid, r in rules.items()}
     deferred: list[int] = []
     for due in calls:
         r = rules[due.campaign_id]
@@ -330,7 +355,7 @@ def _take_slots(
             continue
         if at >= closes_at[due.campaign_id]:  # the window closes before the slot comes
             deadline = r.deadline(due.completed_at, due.first_attempt_at)
-            counts[_outside_window(session, r, _survey(session, due.id), at, deadline)] += 1
+            counts[_outside_window(session, r, _survey(session, due.id), at, deadline, settings)] += 1
             continue
         free = moved
         slots[due.id] = at

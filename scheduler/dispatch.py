@@ -5,8 +5,10 @@ One run repeats, until its time budget is spent or nothing is due:
 1. claim a batch of due surveys with a lease, commit (scheduler.claims.claim_due);
 2. re-check them, take call-rate slots, write one PENDING Attempt per contact, commit
    (scheduler.claims.prepare_attempts);
-3. call the gateway for each attempt at its slot, never before, at most once per attempt; write the
-   provider ids back in small groups (conditionally, so a status webhook that came first wins).
+3. call the gateway for each attempt at its slot, never before (nor sooner than 1 / rate after this
+   process's previous call actually started), at most once per attempt and before its calling window
+   closes; write the provider ids back in small groups (conditionally, so a status webhook that came
+   first wins).
 
 A crash between 2 and 3 leaves PENDING attempts without provider id: `recover_leases` closes them as
 failed ("lease-expired") once the lease ran out, and they count as attempts. Rate limits: calls wait
@@ -28,16 +30,18 @@ from sqlalchemy import Integer, String, Table, bindparam, case, delete, func, se
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
+from models.cases_ops import finish_survey_and_case
 from models.domain import Channel, Disposition
 from models.messages import Message
 from models.optouts import OptOutChannel, OptOutSource
 from models.settings import Settings
-from models.survey_ops import add_opt_out, finish_survey
+from models.survey_ops import add_opt_out
 from models.surveys import FINAL_ATTEMPT_STATUSES, Attempt, AttemptStatus, Survey, SurveyState
 from scheduler.claims import ComposeSms, Contact, claim_due, prepare_attempts, release
 from scheduler.gateway import CallRequest, Gateway, GatewayError, GatewayResult, SmsRequest
 from scheduler.locks import begin_write, default_owner
 from scheduler.outcomes import settle_attempt
+from scheduler.ratelimit import next_slot
 
 __all__ = ["ComposeSms", "Dispatcher", "claim_due", "recover_leases"]
 
@@ -67,6 +71,9 @@ class Dispatcher:
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
     owner: str = field(default_factory=default_owner)
+    # Per rate bucket, when this process's next call may start: 1 / rate after the previous call
+    # actually started (a slow gateway starts later than the slots).
+    _free_at: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def lease(self) -> timedelta:
@@ -108,8 +115,8 @@ class Dispatcher:
     def _place(self, contacts: list[Contact], lease_until: datetime, counts: Counter[str]) -> bool:
         """Call the gateway once per attempt, at its slot; write results back in groups.
 
-        Returns whether the batch stopped early (its lease ran short, or the gateway failed), in which
-        case the unplaced rest is abandoned and the run ends.
+        Returns whether the batch stopped early (its lease ran short, its calling window closed, or
+        the gateway failed), in which case the unplaced rest is abandoned and the run ends.
         """
         stopped = False
         margin = min(timedelta(seconds=30), self.lease / 10)
@@ -118,17 +125,24 @@ class Dispatcher:
         unplaced = 0  # position of the first contact not handed to the gateway yet
         try:
             for index, contact in enumerate(contacts):
+                rates = dict(contact.rates)
                 if contact.slot_at is not None:
-                    wait = (contact.slot_at - self.clock()).total_seconds()
+                    start_at, _ = next_slot(self._free_at, rates, contact.slot_at)
+                    wait = (start_at - self.clock()).total_seconds()
                     if wait > 0:
                         if wait >= STORE_BEFORE_WAIT:
                             self._store(done, counts)
                         self.sleep(wait)
-                if self.clock() >= lease_until - margin:
+                started = self.clock()
+                # Behind a slow gateway the slots slip: what the window's close or the lease
+                # overtakes waits for the next tick (which moves it to the next opening).
+                closed = contact.closes_at is not None and started >= contact.closes_at
+                if closed or started >= lease_until - margin:
                     self._abandon(contacts[index:], counts)
                     stopped = True
                     break
                 unplaced = index + 1  # from here on, it may have been dialled
+                _, self._free_at = next_slot(self._free_at, rates, started)
                 outcome = self._call(contact)
                 done.append((contact, outcome))
                 if isinstance(outcome, GatewayError):
@@ -220,7 +234,7 @@ class Dispatcher:
             channel = OptOutChannel.SMS if contact.channel is Channel.SMS else OptOutChannel.ALL
             add_opt_out(session, contact.to, channel=channel, source=OptOutSource.CARRIER, now=now)
         if disposition is not None:
-            finish_survey(session, survey, disposition, now)
+            finish_survey_and_case(session, survey, disposition, self.settings, now)
             return f"failed_{disposition.value}"
         survey.disposition = Disposition.FAILED
         return f"failed_{settle_attempt(session, survey, attempt, self.settings, now)}"
@@ -294,17 +308,22 @@ def _store_placed(
         started_at=func.coalesce(attempts.c.started_at, now),
     )
     surveys = cast(Table, Survey.__table__)
+    # An answer webhook may have come before this write (the survey is in progress already, or
+    # done): the attempt still counts from now for expiry, and this owner's lease ends anyway.
+    mine = surveys.c.lease_owner == owner
     session.execute(
         update(surveys)
         .where(
             surveys.c.id.in_([c.survey_id for c, _ in placed]),
-            surveys.c.state == SurveyState.DIALLING,
-            surveys.c.lease_owner == owner,
+            mine | surveys.c.first_attempt_at.is_(None),
         )
         .values(
-            state=SurveyState.IN_PROGRESS,
-            lease_owner=None,
-            lease_expires_at=None,
+            state=case(
+                (mine & (surveys.c.state == SurveyState.DIALLING), SurveyState.IN_PROGRESS.value),
+                else_=surveys.c.state,
+            ),
+            lease_owner=case((mine, None), else_=surveys.c.lease_owner),
+            lease_expires_at=case((mine, None), else_=surveys.c.lease_expires_at),
             first_attempt_at=func.coalesce(surveys.c.first_attempt_at, now),
             updated_at=now,
         )

@@ -11,17 +11,16 @@ import logging
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from models.campaigns import Campaign
-from models.cases_ops import on_verification_finished
+from models.cases_ops import finish_survey_and_case
 from models.domain import Channel, Disposition
 from models.items import ServiceItem
 from models.optouts import is_opted_out
 from models.phones import PhoneKind
 from models.settings import Settings
-from models.survey_ops import finish_survey
 from models.surveys import Answer, Attempt, AttemptStatus, Survey, SurveyKind, SurveyState
 from scheduler.locks import begin_write
 from scheduler.policy import NextAction, next_step
@@ -89,8 +88,15 @@ def settle_attempt(
         action = NextAction.DONE
         step_at, step_channel = None, channel
     else:
+        # Only this visit's attempts count: a verification survey reused for a second round starts
+        # again at its created_at (models.cases_ops.schedule_verification), and every attempt of a
+        # visit is made at or after it (due no sooner than created, claimed once due).
         attempts_on_channel = session.scalar(
-            select(func.count()).where(Attempt.survey_id == survey.id, Attempt.channel == channel)
+            select(func.count()).where(
+                Attempt.survey_id == survey.id,
+                Attempt.channel == channel,
+                Attempt.created_at >= survey.created_at,
+            )
         )
         step = next_step(
             retry,
@@ -118,12 +124,10 @@ def settle_attempt(
         survey.lease_expires_at = None
         survey.updated_at = now
     elif action is NextAction.EXPIRE:
-        finish_survey(session, survey, Disposition.NOT_CONTACTED, now)
+        # A verification visit's case learns it ended unanswered (a supervisor decides next).
+        finish_survey_and_case(session, survey, Disposition.NOT_CONTACTED, settings, now)
     else:
-        finish_survey(session, survey, SETTLED_DISPOSITIONS[status], now)
-    if survey.state == SurveyState.DONE and survey.kind == SurveyKind.VERIFICATION:
-        # The case learns its verification visit ended unanswered (a supervisor decides next).
-        on_verification_finished(session, survey, settings, now)
+        finish_survey_and_case(session, survey, SETTLED_DISPOSITIONS[status], settings, now)
     logger.debug("survey %s after attempt %s (%s): %s", survey.id, attempt.id, status, action)
     return action.value
 
@@ -132,63 +136,73 @@ def expire_sweep(session: Session, settings: Settings, now: datetime) -> dict[st
     """End the surveys that can no longer be contacted in time (the caller commits)."""
     counts = {"expired_scheduled": 0, "expired_unattempted": 0, "closed_open": 0}
     begin_write(session)
+    answered = exists().where(Answer.survey_id == Survey.id)
+    rated = exists().where(Answer.survey_id == Survey.id, Answer.question == RATING_QUESTION)
     for campaign in session.scalars(select(Campaign).order_by(Campaign.id)):
         rules = rules_for(campaign, settings)
-        finished = {
-            "state": SurveyState.DONE,
-            "finished_at": now,
-            "next_attempt_at": None,
-            "updated_at": now,
-        }
-        of_campaign = (Survey.campaign_id == campaign.id,)
         attempted_before = now - rules.retry.expire_after
-        result = session.execute(
-            update(Survey)
-            .where(
-                *of_campaign,
-                Survey.state == SurveyState.SCHEDULED,
-                Survey.first_attempt_at <= attempted_before,
-            )
-            .values(disposition=Disposition.NOT_CONTACTED, **finished)
-            .execution_options(synchronize_session=False)
-        )
-        counts["expired_scheduled"] += result.rowcount  # type: ignore[attr-defined]
         too_old = exists().where(
             ServiceItem.id == Survey.item_id, contact_age_from() <= now - rules.max_age
         )
-        result = session.execute(
-            update(Survey)
-            .where(
-                *of_campaign,
-                Survey.state == SurveyState.SCHEDULED,
-                Survey.first_attempt_at.is_(None),
-                too_old,
-            )
-            .values(disposition=Disposition.NOT_CONTACTED, **finished)
-            .execution_options(synchronize_session=False)
+        scheduled = (Survey.campaign_id == campaign.id, Survey.state == SurveyState.SCHEDULED)
+        open_ = (
+            Survey.campaign_id == campaign.id,
+            Survey.state == SurveyState.IN_PROGRESS,
+            Survey.first_attempt_at <= attempted_before - CONVERSATION_GRACE,
         )
-        counts["expired_unattempted"] += result.rowcount  # type: ignore[attr-defined]
-        # A conversation still open after expiry (an SMS never answered, a call whose final
-        # callback was lost) ends as the engine ends one cut short: partial once rated, break-off
-        # when the citizen answered something else (a comment the parser could not rate), else
-        # no answer.
-        answered = exists().where(Answer.survey_id == Survey.id)
-        rated = exists().where(Answer.survey_id == Survey.id, Answer.question == RATING_QUESTION)
-        for disposition, condition in (
-            (Disposition.PARTIAL, rated),
-            (Disposition.BREAK_OFF, answered & ~rated),
-            (Disposition.NO_ANSWER, ~answered),
-        ):
-            result = session.execute(
-                update(Survey)
-                .where(
-                    *of_campaign,
-                    Survey.state == SurveyState.IN_PROGRESS,
-                    Survey.first_attempt_at <= attempted_before - CONVERSATION_GRACE,
-                    condition,
-                )
-                .values(disposition=disposition, **finished)
-                .execution_options(synchronize_session=False)
-            )
-            counts["closed_open"] += result.rowcount  # type: ignore[attr-defined]
+        # (count, disposition, which surveys end with it)
+        sweeps: list[tuple[str, Disposition, tuple[ColumnElement[bool], ...]]] = [
+            (
+                "expired_scheduled",
+                Disposition.NOT_CONTACTED,
+                (*scheduled, Survey.first_attempt_at <= attempted_before),
+            ),
+            (
+                "expired_unattempted",
+                Disposition.NOT_CONTACTED,
+                (*scheduled, Survey.first_attempt_at.is_(None), too_old),
+            ),
+            # A conversation still open after expiry (an SMS never answered, a call whose final
+            # callback was lost) ends as the engine ends one cut short: partial once rated,
+            # break-off when the citizen answered something else (a comment the parser could not
+            # rate), else no answer.
+            ("closed_open", Disposition.PARTIAL, (*open_, rated)),
+            ("closed_open", Disposition.BREAK_OFF, (*open_, answered & ~rated)),
+            ("closed_open", Disposition.NO_ANSWER, (*open_, ~answered)),
+        ]
+        for key, disposition, where in sweeps:
+            counts[key] += _finish_where(session, where, disposition, settings, now)
     return counts
+
+
+def _finish_where(
+    session: Session,
+    where: tuple[ColumnElement[bool], ...],
+    disposition: Disposition,
+    settings: Settings,
+    now: datetime,
+) -> int:
+    """End the surveys matching `where`; return how many ended."""
+    result = session.execute(
+        update(Survey)
+        .where(*where, Survey.kind != SurveyKind.VERIFICATION)
+        .values(
+            state=SurveyState.DONE,
+            disposition=disposition,
+            finished_at=now,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    # Verification visits one by one: each one's case learns that it ended (few rows; one a
+    # webhook holds is left for the next sweep).
+    visits = session.scalars(
+        select(Survey)
+        .where(*where, Survey.kind == SurveyKind.VERIFICATION)
+        .order_by(Survey.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for visit in visits:
+        finish_survey_and_case(session, visit, disposition, settings, now)
+    return int(result.rowcount) + len(visits)  # type: ignore[attr-defined]

@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 # Phones per IN (...) list when opt-outs are read in bulk; up to this many live opt-outs are read whole.
 PHONE_CHUNK = 1000
 OPT_OUTS_IN_MEMORY = 50_000
+# The draft campaign of staff try-outs (`returnvisit call --item`, the console's simulator): nobody is
+# contacted, so its surveys never count toward the contact cap.
+TRY_OUT_CAMPAIGN = "simulator-try-out"
 
 
 class Candidate(NamedTuple):
@@ -193,13 +196,45 @@ def apply_quotas(
     kept, over = [], []
     for pick in sorted(picks, key=lambda p: (p.candidate.completed_at, p.candidate.item_id)):
         limit = quotas.get((pick.campaign_id, pick.candidate.department_id))
-        slot = (pick.campaign_id, pick.candidate.department_id, pick.quarter)
+        slot = _quota_slot(pick)
         if limit is not None and used[slot] >= limit:
             over.append(pick)
             continue
         used[slot] += 1
         kept.append(pick)
     return kept, over
+
+
+def _quota_slot(pick: Pick) -> tuple[int, int, str]:
+    return (pick.campaign_id, pick.candidate.department_id, pick.quarter)
+
+
+def apply_cap_and_quotas(
+    picks: Iterable[Pick],
+    recently_surveyed: Collection[str],
+    quotas: Mapping[tuple[int, int], int | None],
+    existing: Mapping[tuple[int, int, str], int],
+) -> tuple[list[Pick], list[Pick], list[Pick]]:
+    """Split picks into kept, capped and over quota: per phone, the newest pick within quota wins.
+
+    Rounds of resolve_contact_cap then apply_quotas: a phone whose newest pick is over quota tries
+    its next newest in the next round, with the quota the earlier rounds left.
+    """
+    used: Counter[tuple[int, int, str]] = Counter(existing)
+    kept: list[Pick] = []
+    capped: list[Pick] = []
+    over: list[Pick] = []
+    remaining = list(picks)
+    while remaining:
+        newest, losers = resolve_contact_cap(remaining, recently_surveyed)
+        accepted, refused = apply_quotas(newest, quotas, used)
+        kept += accepted
+        over += refused
+        used.update(_quota_slot(p) for p in accepted)
+        retry = {p.candidate.phone_e164 for p in refused}
+        remaining = [p for p in losers if p.candidate.phone_e164 in retry]
+        capped += [p for p in losers if p.candidate.phone_e164 not in retry]
+    return kept, capped, over
 
 
 @dataclass
@@ -299,7 +334,8 @@ def opted_out_channels(session: Session, phones: Iterable[str]) -> dict[str, set
 def recently_surveyed_phones(session: Session, since: datetime, phones: Iterable[str]) -> set[str]:
     """Return which of these phones have a survey (any campaign, any kind) created after `since`.
 
-    Asked per phone, so the cost follows the candidates, not the surveys of the last days.
+    Staff tests and try-outs are not surveys of the citizen and do not count. Asked per phone, so
+    the cost follows the candidates, not the surveys of the last days.
     """
     found: set[str] = set()
     for among in _among(session, ServiceItem.phone_e164, sorted(set(phones))):
@@ -307,7 +343,13 @@ def recently_surveyed_phones(session: Session, since: datetime, phones: Iterable
             session.scalars(
                 select(ServiceItem.phone_e164)
                 .join(Survey, Survey.item_id == ServiceItem.id)
-                .where(among, Survey.created_at > since)
+                .join(Campaign, Campaign.id == Survey.campaign_id)
+                .where(
+                    among,
+                    Survey.created_at > since,
+                    Survey.kind != SurveyKind.TEST,
+                    Campaign.name != TRY_OUT_CAMPAIGN,
+                )
                 .distinct()
             )
         )
@@ -451,12 +493,6 @@ def pick(session: Session, settings: Settings, now: datetime) -> PickReport:
             else:
                 skips.append((campaign.id, candidate, decision))
 
-    cap_days = settings.scheduler.contact_cap_days
-    if cap_days and survivors:
-        phones = (str(p.candidate.phone_e164) for p in survivors)
-        recent = recently_surveyed_phones(session, now - timedelta(days=cap_days), phones)
-        survivors, capped = resolve_contact_cap(survivors, recent)
-        skips.extend((p.campaign_id, p.candidate, SkipReason.CONTACT_CAP) for p in capped)
     quotas = {
         (campaign_id, dept_id): quota_for(rules.definition, code)
         for campaign_id, rules in rules_by_id.items()
@@ -466,7 +502,14 @@ def pick(session: Session, settings: Settings, now: datetime) -> PickReport:
     limited = {campaign_id for (campaign_id, _), quota in quotas.items() if quota is not None}
     quarters = {p.quarter for p in survivors if p.campaign_id in limited}
     existing = _existing_counts(session, sorted(limited), quarters)
-    kept, over = apply_quotas(survivors, quotas, existing)
+    cap_days = settings.scheduler.contact_cap_days
+    if cap_days and survivors:
+        phones = (str(p.candidate.phone_e164) for p in survivors)
+        recent = recently_surveyed_phones(session, now - timedelta(days=cap_days), phones)
+        kept, capped, over = apply_cap_and_quotas(survivors, recent, quotas, existing)
+        skips.extend((p.campaign_id, p.candidate, SkipReason.CONTACT_CAP) for p in capped)
+    else:
+        kept, over = apply_quotas(survivors, quotas, existing)
     skips.extend((p.campaign_id, p.candidate, SkipReason.QUOTA_FULL) for p in over)
 
     if kept:

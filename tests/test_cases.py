@@ -180,6 +180,21 @@ def test_a_dissatisfied_verification_reopens_the_case_then_escalates_it(session,
     ]
 
 
+def test_a_second_verification_round_counts_its_age_from_its_own_start(session, settings, rated_survey):
+    from scheduler.outcomes import expire_sweep
+
+    case = open_case_for(session, rated_survey(), settings, OPENED)
+    visit = answer_case(session, case, "已整改", "officer1", settings, datetime(2026, 9, 22, 2, tzinfo=UTC))
+    verify(session, settings, visit, "dissatisfied", datetime(2026, 9, 23, 3, tzinfo=UTC))
+    # The department answers again 36 days after the first visit was scheduled (max age 30 days).
+    again_at = datetime(2026, 10, 28, 2, tzinfo=UTC)
+    second = answer_case(session, case, "再次整改", "officer1", settings, again_at)
+    assert second.id == visit.id and second.created_at == again_at
+    assert expire_sweep(session, settings, again_at)["expired_unattempted"] == 0
+    session.refresh(second)
+    assert (second.state, second.disposition) == (SurveyState.SCHEDULED, None)
+
+
 def test_a_verification_visit_without_an_answer_leaves_the_case_for_a_supervisor(
     session, settings, rated_survey
 ):

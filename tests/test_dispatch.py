@@ -11,14 +11,17 @@ from scheduler_fixtures import FakeClock, FakeGateway, add_campaign, add_item, a
 from sqlalchemy import func, select
 
 from models import migrate
+from models.cases_ops import answer_case, open_case_for
 from models.db import make_engine, make_sessionmaker
 from models.departments import Department
 from models.messages import Message
 from models.optouts import OptOut
+from models.survey_ops import record_answer
 from models.surveys import Attempt, Survey
 from scheduler.calendar import ContactPolicy, Window, may_contact
 from scheduler.dispatch import Dispatcher, claim_due, recover_leases
 from scheduler.gateway import GatewayError
+from scheduler.outcomes import expire_sweep
 from scheduler.rules import window_close
 
 LOCAL = ZoneInfo("Asia/Shanghai")
@@ -156,6 +159,35 @@ def test_sms_attempt_sends_the_composed_text_and_records_the_message(session, wo
         "queued",
     )
     assert attempt.provider_id.startswith("SM") and attempt.channel == "sms"
+
+
+def answered_case(session, world, now):
+    """A case the department answered at `now`, and its verification visit (due now)."""
+    original = world.survey(state="done", disposition="complete")
+    record_answer(session, original, "rating", "dissatisfied", channel="voice", now=now)
+    case = open_case_for(session, original, settings_with(), now)
+    return case, answer_case(session, case, "已整改", "officer1", settings_with(), now)
+
+
+@pytest.mark.parametrize("ending", ["invalid_number", "opted_out", "expired", "no_window_before_expiry"])
+def test_a_verification_visit_ended_at_dispatch_is_reported_to_its_case(session, now, world, ending):
+    case, visit = answered_case(session, world, now)
+    phone = visit.item.phone_e164
+    gateway = None
+    if ending == "invalid_number":
+        gateway = FakeGateway(world.clock, {phone: GatewayError("bad", code="21211", retryable=False)})
+    elif ending == "opted_out":
+        session.add(OptOut(phone_e164=phone, channel="all", source="keypad"))
+    elif ending == "expired":
+        visit.first_attempt_at = now - timedelta(days=3)
+    else:
+        world.clock.now = local(16, 20, 30)
+        visit.first_attempt_at = local(13, 21)  # expires on the 16th at 21:00
+    session.flush()
+    world.dispatcher(gateway).run()
+    session.expire_all()
+    assert visit.state == "done"
+    assert (case.state, case.verification_result) == ("answered", "unverified")
 
 
 def test_attempts_are_numbered_per_channel(session, now, world):
@@ -334,6 +366,34 @@ def test_an_interrupted_run_stores_what_it_placed_and_gives_back_the_rest(sessio
     assert [[a.status for a in attempts_of(session, s)] for s in surveys] == [["queued"], ["pending"], []]
 
 
+def test_a_call_answered_before_its_placement_is_stored_still_expires(session, now, world, twilio_post):
+    survey = world.survey()
+    session.commit()
+    answered = []
+
+    class AnswerFirst(FakeGateway):
+        def place_call(self, request):
+            result = super().place_call(request)
+            # Twilio's answer webhook comes before place_call's response is written back.
+            answer = {"CallSid": result.provider_id, "AnsweredBy": "human", "CallStatus": "in-progress"}
+            url = f"/twilio/voice?survey={request.survey_token}&attempt={request.attempt_id}"
+            answered.append(twilio_post(url, answer).status_code)
+            return result
+
+    world.dispatcher(AnswerFirst(world.clock)).run()
+    assert answered == [200]
+    session.expire_all()
+    assert (survey.state, survey.first_attempt_at, survey.lease_owner, survey.lease_expires_at) == (
+        "in_progress",
+        now,
+        None,
+        None,
+    )
+    expire_sweep(session, settings_with(), now + timedelta(days=4))  # its final callback was lost
+    session.refresh(survey)
+    assert (survey.state, survey.disposition) == ("done", "no_answer")
+
+
 def test_recovery_of_claims_without_attempts_and_of_calls_reported_by_webhook(session, now, world):
     claimed = world.survey(state="dialling", lease_owner="gone", lease_expires_at=now - timedelta(seconds=1))
     reported = world.survey(state="dialling", lease_owner="gone", lease_expires_at=now - timedelta(seconds=1))
@@ -369,6 +429,29 @@ def test_calls_beyond_the_tick_wait_for_the_next_one_still_spaced(session, now, 
     times = world.gateway.times
     assert len(times) == 7
     assert min((b - a).total_seconds() for a, b in zip(times, times[1:])) >= 5.0
+
+
+class SlowGateway(FakeGateway):
+    """A gateway whose REST requests take `seconds[n % len(seconds)]` to answer (on the fake clock)."""
+
+    def __init__(self, clock, *seconds):
+        super().__init__(clock)
+        self.seconds = seconds
+
+    def place_call(self, request):
+        result = super().place_call(request)
+        self.clock.advance(seconds=self.seconds[(len(self.times) - 1) % len(self.seconds)])
+        return result
+
+
+def test_calls_per_second_hold_behind_a_slow_gateway(session, world):
+    for _ in range(6):
+        world.survey()
+    one_per_second = {"calls_per_second": 1.0, "max_concurrent_calls": 100}
+    world.dispatcher(SlowGateway(world.clock, 1.8, 0), gateway=one_per_second).run()
+    times = world.gateway.times
+    assert len(times) == 6
+    assert min(b - a for a, b in zip(times, times[1:])) == timedelta(seconds=1)
 
 
 def test_campaign_rate_below_the_account_rate(session, now, world):
@@ -408,6 +491,19 @@ def test_no_call_starts_after_the_window_closes(session, world):
     assert all(t < local(16, 12) for t in world.gateway.times)
     session.expire_all()
     assert sorted((s.state, s.next_attempt_at) for s in surveys)[-2:] == [("scheduled", local(16, 14))] * 2
+
+
+def test_a_slow_gateway_never_calls_after_the_window_closes(session, world):
+    world.clock.now = local(16, 11, 59, 50)
+    surveys = [world.survey(due=local(16, 11)) for _ in range(8)]  # slots 11:59:50 to 11:59:57
+    one_per_second = {"calls_per_second": 1.0, "max_concurrent_calls": 100}
+    counts = world.dispatcher(SlowGateway(world.clock, 1.5), gateway=one_per_second).run()
+    assert (counts["placed"], counts["abandoned"]) == (7, 1)  # the eighth would start at 12:00:00.5
+    assert max(world.gateway.times) < local(16, 12)
+    world.dispatcher().run()  # the next tick moves the rest to the afternoon's opening
+    session.expire_all()
+    assert sorted((s.state, s.next_attempt_at) for s in surveys)[-1] == ("scheduled", local(16, 14))
+    assert [s.state for s in surveys].count("in_progress") == 7
 
 
 POLICIES = [

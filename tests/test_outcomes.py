@@ -6,8 +6,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from scheduler_fixtures import add_campaign, add_item, add_survey, settings_with
 
+from models.cases import CaseState
+from models.cases_ops import answer_case, close_case, events_of, on_verification_finished, open_case_for
 from models.domain import Channel
 from models.optouts import OptOut
+from models.survey_ops import finish_survey, record_answer
 from models.surveys import Answer, Attempt
 from scheduler.calendar import Window
 from scheduler.outcomes import contact_policy_for, expire_sweep, retry_policy_for, settle_attempt
@@ -46,6 +49,20 @@ def setup(session, now, create_department):
             return row
 
         return survey, attempt
+
+    return make
+
+
+@pytest.fixture
+def answered_case(session, now, create_survey):
+    """Factory: a case the department answered at `now`, and its scheduled verification visit."""
+
+    def make():
+        survey, _ = create_survey(quarter="2026Q4")
+        record_answer(session, survey, "rating", "dissatisfied", channel="voice", now=now)
+        finish_survey(session, survey, "complete", now)
+        case = open_case_for(session, survey, SETTINGS, now)
+        return case, answer_case(session, case, "已整改", "officer1", SETTINGS, now)
 
     return make
 
@@ -136,6 +153,33 @@ def test_finished_or_superseded_surveys_are_left_alone(session, now, setup):
     assert settle_attempt(session, survey, first, SETTINGS, now) == "already_done"
 
 
+def test_a_second_verification_round_gets_its_retries_again(session, now, answered_case):
+    case, visit = answered_case()
+    # Round one: three calls unanswered, the fourth answered by a citizen still dissatisfied.
+    for number, status in enumerate(["no_answer", "no_answer", "no_answer", "completed"], 1):
+        session.add(
+            Attempt(
+                survey_id=visit.id,
+                channel="voice",
+                number=number,
+                status=status,
+                created_at=now + timedelta(hours=number),
+            )
+        )
+    answered = now + timedelta(hours=4)
+    record_answer(session, visit, "verification", "dissatisfied", channel="voice", now=answered)
+    finish_survey(session, visit, "complete", answered)
+    on_verification_finished(session, visit, SETTINGS, answered)
+    again = local(23, 10)  # the department answers again: round two reuses the survey
+    assert answer_case(session, case, "再次整改", "officer1", SETTINGS, again) is visit
+    first = Attempt(survey_id=visit.id, channel="voice", number=5, status="no_answer", created_at=again)
+    session.add(first)
+    visit.state = "dialling"
+    session.flush()
+    assert settle_attempt(session, visit, first, SETTINGS, again) == "retry"
+    assert (visit.channel, visit.next_attempt_at) == ("voice", again + timedelta(minutes=30))
+
+
 def test_a_conversation_outcome_is_not_settled_here(session, now, setup):
     survey, attempt = setup()
     with pytest.raises(ValueError, match="not settled by retries"):
@@ -202,3 +246,23 @@ def test_expire_sweep(session, now, create_department):
         "in_progress",
         "dialling",
     ]
+
+
+def test_expire_sweep_tells_the_case_its_verification_visit_ended(session, now, answered_case):
+    open_case, open_visit = answered_case()  # a text the citizen never answered
+    open_visit.state, open_visit.channel, open_visit.first_attempt_at = "in_progress", "sms", now
+    lapsed_case, lapsed_visit = answered_case()  # its retries ran past the expiry
+    lapsed_visit.first_attempt_at = now
+    session.flush()
+    later = now + timedelta(days=4)
+    counts = expire_sweep(session, SETTINGS, later)
+    assert counts == {"expired_scheduled": 1, "expired_unattempted": 0, "closed_open": 1}
+    for case, visit, disposition in (
+        (open_case, open_visit, "no_answer"),
+        (lapsed_case, lapsed_visit, "not_contacted"),
+    ):
+        assert (visit.state, visit.disposition) == ("done", disposition)
+        assert (case.state, case.verification_result) == (CaseState.ANSWERED, "unverified")
+        assert events_of(session, case)[-1].note.endswith(f"without an answer ({disposition})")
+        close_case(session, case, "核实无法联系，按已整改结案", "supervisor", later)  # now it may be closed
+        assert case.state == CaseState.CLOSED

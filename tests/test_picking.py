@@ -155,6 +155,36 @@ def test_contact_cap_newest_item_wins_and_recent_surveys_block(session, now, cre
     }
 
 
+def test_try_outs_and_staff_tests_do_not_count_toward_the_contact_cap(session, now, create_department):
+    from console.call import prepare_call
+
+    dept = create_department()
+    tried = add_item(session, dept, now - timedelta(hours=3))
+    # Staff play the call in the terminal about this item (`returnvisit call --item`): nobody is dialled.
+    prepare_call(session, SETTINGS, item_id=tried.id, now=now - timedelta(hours=1))
+    tested = add_item(session, dept, now - timedelta(hours=3))
+    staff = add_campaign(session, now, status="paused")
+    add_survey(session, staff, tested, kind="test", created_at=now - timedelta(hours=1))
+    campaign = add_campaign(session, now)
+    pick(session, SETTINGS, now)
+    assert set(surveys_of(session, campaign)) == {tried.id, tested.id}
+    assert skips_of(session, campaign) == {}
+
+
+def test_the_newest_item_within_its_quota_wins_the_contact_cap(session, now, create_department):
+    full, free = create_department(code="FULL"), create_department(code="FREE")
+    campaign = add_campaign(session, now, quota_by_department={"FULL": 0})
+    older = add_item(session, free, now - timedelta(hours=5), phone_e164="+8613900000001")
+    newer = add_item(session, full, now - timedelta(hours=3), phone_e164="+8613900000001")
+    oldest = add_item(session, free, now - timedelta(hours=7), phone_e164="+8613900000001")
+    pick(session, SETTINGS, now)
+    assert set(surveys_of(session, campaign)) == {older.id}
+    assert skips_of(session, campaign) == {
+        newer.id: SkipReason.QUOTA_FULL,
+        oldest.id: SkipReason.CONTACT_CAP,
+    }
+
+
 def test_newest_item_wins_across_campaigns_in_one_tick(session, now, create_department):
     dept = create_department()
     first, second = add_campaign(session, now), add_campaign(session, now)
