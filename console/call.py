@@ -17,9 +17,8 @@ from models.campaigns import Campaign, CampaignStatus
 from models.items import ServiceItem
 from models.settings import Settings
 from models.surveys import Attempt, AttemptStatus, Survey, SurveyKind, SurveyState
+from scheduler.picking import TRY_OUT_CAMPAIGN  # the contact cap leaves its surveys out
 from scheduler.policy import quarter_of
-
-TRY_OUT_CAMPAIGN = "simulator-try-out"
 
 
 class CallError(ValueError):

@@ -46,6 +46,7 @@ from ivr.sms_parse import Keyword, ParsedReply, parse_reply
 from ivr.twilio_adapter import map_message_status, render_message
 from ivr.webhooks import form_text, no_content, twilio_webhook, twiml_response, unavailable
 from models.base import utcnow
+from models.cases_ops import finish_survey_and_case
 from models.domain import Channel, Disposition
 from models.driver_sql import DriverStatement
 from models.messages import Direction, Message
@@ -57,7 +58,6 @@ from models.survey_ops import (
     SurveyRecord,
     add_opt_out,
     attempt_of,
-    finish_survey,
     insert_once,
     save_survey,
     survey_by_token,
@@ -311,7 +311,7 @@ def _keyword(
             if survey is not None and open_survey.id == survey.id:
                 open_survey = survey  # one record per row: the caller writes this one back
             if conversation.conversation_state(open_survey, SMS) is None:
-                finish_survey(session, open_survey, Disposition.REFUSED.value, now)
+                finish_survey_and_case(session, open_survey, Disposition.REFUSED.value, settings, now)
             else:
                 result = conversation.advance(session, open_survey, SMS, SmsReply(optout=True), settings, now)
                 if open_survey is survey:
@@ -391,10 +391,10 @@ def _settle(
         phone = survey.item.phone_e164
         if phone:
             add_opt_out(session, phone, channel=OptOutChannel.SMS, source=OptOutSource.CARRIER, now=now)
-        finish_survey(session, survey, Disposition.UNDELIVERED.value, now)
+        finish_survey_and_case(session, survey, Disposition.UNDELIVERED.value, web.settings(), now)
         return
     if error_code in NOT_ELIGIBLE_CODES:
-        finish_survey(session, survey, Disposition.NOT_ELIGIBLE.value, now)
+        finish_survey_and_case(session, survey, Disposition.NOT_ELIGIBLE.value, web.settings(), now)
         return
     from scheduler.outcomes import settle_attempt
 

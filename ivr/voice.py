@@ -27,14 +27,13 @@ from ivr.twilio_adapter import (
 from ivr.urls import recording_status_url, voice_gather_url
 from ivr.webhooks import form_text, no_content, twilio_webhook, twiml_response, unavailable
 from models.base import utcnow
-from models.cases_ops import open_case_for
+from models.cases_ops import finish_survey_and_case, open_case_for
 from models.domain import Channel, Disposition
 from models.settings import Settings
 from models.survey_ops import (
     SurveyRecord,
     answers_of,
     attempt_of,
-    finish_survey,
     load_survey,
     record_answer,
     save_survey,
@@ -309,7 +308,7 @@ def _settle(session: Any, survey: Survey, attempt: Attempt, now: Any) -> None:
         return
     if attempt.status == AttemptStatus.COMPLETED:
         # Answered, but our answer webhook never ran the script (e.g. it failed): a break-off.
-        finish_survey(session, survey, Disposition.BREAK_OFF.value, now)
+        finish_survey_and_case(session, survey, Disposition.BREAK_OFF.value, web.settings(), now)
         return
     from scheduler.outcomes import settle_attempt
 

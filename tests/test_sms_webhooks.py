@@ -611,3 +611,29 @@ def test_sms_command_posts_a_signed_text_and_prints_the_reply(settings, backend,
     result = runner.invoke(sms, ["+8613900000000", "hello"], obj=context)
     assert result.exit_code == 0 and "(no reply)" in result.output
     context.close()
+
+
+@pytest.mark.parametrize(("code", "disposition"), [("21211", "not_eligible"), ("21610", "undelivered")])
+def test_a_verification_text_that_cannot_arrive_tells_its_case(session, settings, create_survey, report,
+                                                              code, disposition):
+    from models.cases import CaseState
+    from models.cases_ops import answer_case, open_case_for
+    from models.survey_ops import finish_survey, record_answer
+
+    rated, _ = create_survey("sms")
+    rated_at = datetime(2026, 11, 16, tzinfo=UTC)
+    record_answer(session, rated, "rating", "dissatisfied", channel="sms", now=rated_at)
+    finish_survey(session, rated, "complete", rated_at)
+    case = open_case_for(session, rated, settings, rated_at)
+    visit = answer_case(session, case, "已整改", "officer1", settings, datetime(2026, 11, 17, 2, tzinfo=UTC))
+    visit.channel = "sms"
+    attempt = Attempt(survey_id=visit.id, channel="sms", number=1, status="sent", from_number=OURS,
+                      provider_id=f"SM{uuid.uuid4().hex}", created_at=datetime(2026, 11, 18, 2, tzinfo=UTC))
+    session.add(attempt)
+    session.flush()
+    report(visit, attempt, ("undelivered", code))
+    session.expire_all()
+    assert reload(session, visit).disposition == disposition
+    case = reload(session, case)
+    # Not left waiting for an answer that cannot come: a supervisor can close it.
+    assert (case.state, case.verification_result) == (CaseState.ANSWERED, "unverified")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -679,3 +679,31 @@ def test_a_step_writes_only_the_columns_it_changes(session, create_survey, app):
     object.__setattr__(record, "state", SurveyState.SCHEDULED)  # as read, before a call
     conversation.begin(session, record, "voice", settings, now)
     assert record.assigned["state"] == SurveyState.IN_PROGRESS
+
+
+def test_a_verification_call_answered_without_the_script_tells_its_case(
+    session, settings, twilio_post, create_survey
+):
+    # Answered, but the answer webhook never ran the script: a break-off, and the case must know.
+    from models.cases import CaseState
+    from models.cases_ops import answer_case, open_case_for
+    from models.survey_ops import finish_survey, record_answer
+
+    rated, _ = create_survey()
+    rated_at = datetime(2026, 11, 16, tzinfo=UTC)
+    record_answer(session, rated, "rating", "dissatisfied", channel="voice", now=rated_at)
+    finish_survey(session, rated, "complete", rated_at)
+    case = open_case_for(session, rated, settings, rated_at)
+    visit = answer_case(session, case, "已整改", "officer1", settings, datetime(2026, 11, 17, 2, tzinfo=UTC))
+    attempt = Attempt(survey_id=visit.id, channel="voice", number=1, status="ringing",
+                      provider_id="CA" + "1" * 32, created_at=datetime(2026, 11, 18, 2, tzinfo=UTC))
+    session.add(attempt)
+    session.flush()
+    response = twilio_post(
+        path_of(voice_status_url(BASE, visit.token, attempt.id)),
+        call_form(attempt, CallStatus="completed", CallDuration="5"),
+    )
+    assert response.status_code == 204
+    assert reload(session, visit).disposition == "break_off"
+    case = reload(session, case)
+    assert (case.state, case.verification_result) == (CaseState.ANSWERED, "unverified")
