@@ -111,8 +111,8 @@ def open_case_for(session: Session, survey: Survey, settings: Settings, now: dat
     if case is not None:
         if categories and not case.categories:
             case.categories = categories
-        if comment and not case.comment:
-            case.comment = comment
+        if comment and comment != case.comment:
+            case.comment = comment  # the citizen's words so far: a later SMS reply adds to them
         return case
     case = Case(
         survey_id=survey.id,

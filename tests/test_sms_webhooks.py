@@ -367,6 +367,10 @@ def test_free_text_of_every_reply_is_kept_in_the_comment_once(session, texted, s
         "comment": "窗口的人态度很差\n还让我跑了三趟\n排队两小时",
     }
     assert reload(session, survey).disposition == "complete"
+    from models.cases import Case
+
+    case = session.scalars(select(Case).where(Case.survey_id == survey.id)).one()
+    assert case.comment == "窗口的人态度很差\n还让我跑了三趟\n排队两小时"  # what the department reads
 
 
 def test_repeated_message_sid_without_a_reply_stays_unanswered(session, send):
