@@ -97,7 +97,7 @@ def build_store(url: str, count: int) -> list[tuple[str, str, str]]:
         for i in range(count):
             sid = f"CA{i:032x}"
             token = f"bench{i:010d}"
-            gather_url = voice_gather_url(base, token, 0)
+            gather_url = voice_gather_url(base, token, 0, "zh-CN")  # as the answer webhook writes it
             engine_state = {"engine": greeting.state, "channel": "voice"}
             surveys.append(
                 {

@@ -111,7 +111,7 @@ def play_call(
     return network.run_call(
         survey.item.phone_e164 or "",
         attempt.from_number or settings.twilio.voice_from,
-        voice_url(base, survey.token, attempt.id),
+        voice_url(base, survey.token, attempt.id, survey.language),
         persona=persona,
         status_callback=voice_status_url(base, survey.token, attempt.id),
         machine_detection=True,

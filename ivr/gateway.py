@@ -94,7 +94,7 @@ class TwilioGateway:
             call = self.client.calls.create(
                 to=request.to,
                 from_=request.from_,
-                url=voice_url(base, token, attempt),
+                url=voice_url(base, token, attempt, request.language),
                 method="POST",
                 status_callback=voice_status_url(base, token, attempt),
                 status_callback_event=CALL_STATUS_EVENTS,

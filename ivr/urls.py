@@ -16,14 +16,17 @@ def _url(base: str, path: str, **params: object) -> str:
     return f"{base.rstrip('/')}{path}" + (f"?{query}" if query else "")
 
 
-def voice_url(base: str, token: str, attempt_id: int) -> str:
-    """Return the URL Twilio requests when the citizen answers."""
-    return _url(base, "/twilio/voice", survey=token, attempt=attempt_id)
+def voice_url(base: str, token: str, attempt_id: int, language: str | None = None) -> str:
+    """Return the URL Twilio requests when the citizen answers.
+
+    `language` (lang=) is the survey's: a webhook that cannot reach the database apologises in it.
+    """
+    return _url(base, "/twilio/voice", survey=token, attempt=attempt_id, lang=language)
 
 
-def voice_gather_url(base: str, token: str, seq: int) -> str:
-    """Return the action URL of a Gather or Record at step `seq`."""
-    return _url(base, "/twilio/voice/gather", survey=token, seq=seq)
+def voice_gather_url(base: str, token: str, seq: int, language: str | None = None) -> str:
+    """Return the action URL of a Gather or Record at step `seq` (lang= as voice_url's)."""
+    return _url(base, "/twilio/voice/gather", survey=token, seq=seq, lang=language)
 
 
 def voice_status_url(base: str, token: str, attempt_id: int) -> str:

@@ -1,6 +1,6 @@
 """Voice webhooks: the answered call, each Gather or Record action, call and recording status.
 
-URLs (see ivr/urls.py): POST /twilio/voice?survey=T&attempt=A, /twilio/voice/gather?survey=T&seq=N,
+URLs (see ivr/urls.py): POST /twilio/voice?survey=T&attempt=A&lang=L, /twilio/voice/gather?survey=T&seq=N&lang=L,
 /twilio/voice/status?survey=T&attempt=A, /twilio/voice/recording?survey=T.
 """
 
@@ -74,8 +74,13 @@ def _default_language() -> str:
 
 
 def apology() -> Response:
-    """The TwiML a caller hears when the webhook cannot do its work (e.g. the database is down)."""
-    language = _default_language()
+    """The TwiML a caller hears when the webhook cannot do its work (e.g. the database is down).
+
+    Spoken in the survey's language when the URL carries it (lang=): the survey cannot be read.
+    """
+    language = web.current_request().args.get("lang", "")
+    if language not in APOLOGY:
+        language = _default_language()
     return twiml_response(render_hangup([APOLOGY[language]], voice_for(web.settings(), language)))
 
 
@@ -91,7 +96,7 @@ def _render(survey: SurveyRecord, result: StepResult) -> str:
     return render_voice(
         result,
         voice_for(settings, survey.language),
-        voice_gather_url(base, survey.token, seq),
+        voice_gather_url(base, survey.token, seq, survey.language),
         recording_status_url(base, survey.token) if records(result) else None,
     )
 

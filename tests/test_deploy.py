@@ -183,8 +183,8 @@ def test_every_url_the_guide_gives_twilio_is_a_route_of_the_webhook_app(settings
         adapter.match(path, method="POST")  # raises NotFound or MethodNotAllowed
     # The per-call table shows the URLs exactly as the gateway builds them.
     built = {
-        urls.voice_url(PUBLIC, "T", "A"),  # type: ignore[arg-type]
-        urls.voice_gather_url(PUBLIC, "T", "N"),  # type: ignore[arg-type]
+        urls.voice_url(PUBLIC, "T", "A", "L"),  # type: ignore[arg-type]
+        urls.voice_gather_url(PUBLIC, "T", "N", "L"),  # type: ignore[arg-type]
         urls.voice_status_url(PUBLIC, "T", "A"),  # type: ignore[arg-type]
         urls.recording_status_url(PUBLIC, "T"),
         urls.sms_status_url(PUBLIC, "T", "A"),  # type: ignore[arg-type]

@@ -584,7 +584,7 @@ def test_gateway_queues_calls_and_runs_them_in_order():
     assert app.config["received"] == [] and gateway.pending == 3
     records = gateway.run_pending(max_calls=2)
     assert [record.sid for record in records] == [one.provider_id, two.provider_id]
-    assert records[0].requests[3].url == f"{BASE}/twilio/voice?survey=tok1&attempt=1"
+    assert records[0].requests[3].url == f"{BASE}/twilio/voice?survey=tok1&attempt=1&lang=zh-CN"
     assert records[0].requests[0].url == f"{BASE}/twilio/voice/status?survey=tok1&attempt=1"
     assert "AnsweredBy" not in records[0].forms("twiml")[0]
     assert records[1].status == "busy"

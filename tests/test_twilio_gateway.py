@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from ivr.gateway import RebasedHttpClient, TwilioGateway, gateway_error
-from ivr.urls import sms_status_url, voice_status_url, voice_url
+from ivr.urls import sms_status_url, voice_status_url
 from models.surveys import Attempt
 from scheduler.dispatch import Dispatcher
 from scheduler.gateway import CallRequest, GatewayError, SmsRequest
@@ -95,7 +95,7 @@ def test_place_call_sends_every_field_twilio_needs(stub, gateway_for):
     assert request["form"] == {
         "To": ["+8613812345678"],
         "From": ["+12025550100"],
-        "Url": [voice_url(PUBLIC, "tok123", 7)],
+        "Url": [f"{PUBLIC}/twilio/voice?survey=tok123&attempt=7&lang=zh-CN"],  # the apology's language
         "Method": ["POST"],
         "StatusCallback": [voice_status_url(PUBLIC, "tok123", 7)],
         "StatusCallbackEvent": ["initiated", "ringing", "answered", "completed"],

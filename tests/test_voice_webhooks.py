@@ -565,6 +565,23 @@ def test_database_failure_answers_an_apology_not_a_trace(
     assert status.status_code == 503 and status.get_data() == b""
 
 
+def test_the_apology_is_in_the_survey_language_its_urls_carry(
+    session, twilio_post, create_survey, monkeypatch
+):
+    survey, attempt = create_survey(language="en-US")
+    answered = answer_call(twilio_post, survey, attempt).get_data(as_text=True)
+    assert "lang=en-US" in answered  # every next action URL says the survey's language
+
+    def broken(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr("ivr.voice.load_survey", broken)
+    token = survey.token
+    for url in (voice_url(BASE, token, attempt.id, "en-US"), voice_gather_url(BASE, token, 1, "en-US")):
+        body = twilio_post(path_of(url), call_form(attempt, Digits="1")).get_data(as_text=True)
+        assert "We are sorry" in body and "<Hangup" in body and "抱歉" not in body
+
+
 def test_webhook_takes_the_call_sid_when_the_dispatcher_has_not_stored_it(
     session, twilio_post, create_survey
 ):

@@ -179,7 +179,7 @@ def call_start() -> ResponseReturnValue:
     call = CallState(
         token=survey.token, attempt_id=attempt.id, call_sid=new_call_sid(), to=item.phone_e164 or "",
         from_=attempt.from_number or settings.twilio.voice_from,
-        voice_url=voice_url(base, survey.token, attempt.id),
+        voice_url=voice_url(base, survey.token, attempt.id, survey.language),
         status_url=voice_status_url(base, survey.token, attempt.id),
     )
     step = _player().answer(call)

@@ -133,7 +133,7 @@ class SimulatedGateway:
             record = self.network.run_call(
                 request.to,
                 request.from_,
-                urls.voice_url(base, request.survey_token, request.attempt_id),
+                urls.voice_url(base, request.survey_token, request.attempt_id, request.language),
                 persona=persona,
                 status_callback=urls.voice_status_url(base, request.survey_token, request.attempt_id),
                 status_events=self.call_status_events,
