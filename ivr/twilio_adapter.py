@@ -58,8 +58,8 @@ class _EveryValue:
 
 def is_valid_signature(auth_token: str, url: str, params: Any, signature: str | None) -> bool:
     """Return whether a request's X-Twilio-Signature matches its URL and form."""
-    if not signature:
-        return False
+    if not signature or not signature.isascii():
+        return False  # a real one is base64; compare_digest refuses non-ASCII text (a 500, not a 403)
     validator = _validator(auth_token)
     # Twilio signs the URL as configured, which is ours exactly: one HMAC settles the usual case. The
     # library's full check (the URL with and without a port, a signed JSON body) decides the rest.

@@ -380,7 +380,11 @@ def test_repeated_message_sid_without_a_reply_stays_unanswered(session, send):
     assert len(messages(session, provider_id=sid)) == 1
 
 
-@pytest.mark.parametrize("sign", [None, "wrong-url", "wrong-token"], ids=["missing", "wrong-url", "forged"])
+@pytest.mark.parametrize(
+    "sign",
+    [None, "wrong-url", "wrong-token", "non-ascii"],
+    ids=["missing", "wrong-url", "forged", "non-ascii"],
+)
 @pytest.mark.parametrize("endpoint", ["inbound", "status"])
 def test_bad_signatures_are_refused_and_store_nothing(
     session, texted, send, twilio_post, sign, endpoint, caplog

@@ -291,7 +291,11 @@ def test_finished_survey_gets_a_polite_goodbye(session, twilio_post, create_surv
     assert answers(session, survey) == {"rating": "very_satisfied"}
 
 
-@pytest.mark.parametrize("sign", [None, "wrong-url", "wrong-token"], ids=["missing", "wrong-url", "forged"])
+@pytest.mark.parametrize(
+    "sign",
+    [None, "wrong-url", "wrong-token", "non-ascii"],
+    ids=["missing", "wrong-url", "forged", "non-ascii"],
+)
 @pytest.mark.parametrize("endpoint", ["answer", "gather", "status", "recording"])
 def test_bad_signatures_are_refused_and_store_nothing(
     session, twilio_post, create_survey, sign, endpoint, caplog
