@@ -21,20 +21,21 @@ _RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asc
 # Phone numbers as they show up in text: + and 7 to 15 digits, maybe grouped by spaces or dashes; a CN
 # mobile written 3-4-4; an area-coded landline with a dash; any bare run of 8 to 15 digits (mobiles,
 # landlines with area code, 86 / 0086 prefixes). A letter, digit or underscore next to a run, or a
-# decimal point, means it is part of something else (a CallSid, a token, a decimal). Local numbers of
-# 7 digits stay readable, and so do counts up to 9,999,999.
+# decimal point, means it is part of something else (a CallSid, a token, a decimal) — except a URL's
+# percent-escape ("q=%2B86138…", "next=…q%3D138…"); a "+" may stand for a URL's space ("138+0013+8000").
+# Local numbers of 7 digits stay readable, and so do counts up to 9,999,999.
 _PHONE = re.compile(
-    r"(?<![\w+])(?<!\d\.)(?:"
+    r"(?:(?<![\w+])|(?<=%[0-9A-Fa-f]{2}))(?<!\d\.)(?:"
     r"\+\d[\d -]{5,18}\d"
-    r"|1[3-9]\d[ -]\d{4}[ -]\d{4}"
+    r"|1[3-9]\d[ +-]\d{4}[ +-]\d{4}"
     r"|0\d{2,3}-\d{7,8}"
     r"|\d{8,15}"
     r")(?!\w|\.\d)",
     re.ASCII,
 )
-# Every _PHONE match holds a run of 7 or more digits, spaces and dashes that starts and ends with a
+# Every _PHONE match holds a run of 7 or more digits, spaces, pluses and dashes that starts and ends with a
 # digit (ASCII, as _PHONE): a text without one has no phone number (the webhooks' own log lines).
-_DIGIT_RUN = re.compile(r"[0-9][0-9 -]{5,}[0-9]")
+_DIGIT_RUN = re.compile(r"[0-9][0-9 +-]{5,}[0-9]")
 # Country prefixes kept in clear in front of a masked number.
 _PREFIXES = ("+86", "0086", "+")
 
