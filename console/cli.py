@@ -48,7 +48,7 @@ class Context:
 
             try:
                 self._engine = make_engine(self.settings.database.url, echo=self.settings.database.echo)
-            except (ArgumentError, NoSuchModuleError) as exc:
+            except (ArgumentError, NoSuchModuleError, ValueError) as exc:  # ValueError: a port not a number
                 raise click.ClickException(f"database.url: not a usable database URL ({exc})") from None
             except OSError as exc:  # the SQLite file's folder cannot be made
                 raise click.ClickException(f"cannot open the database {_safe_url(self)}: {exc}") from None

@@ -173,11 +173,12 @@ def test_demo_gives_the_scheduler_lock_up_when_it_stops(tmp_path, monkeypatch):
         (["status"], "fresh", "has no current schema: run `returnvisit init` first"),
         (["campaign", "list"], "fresh", "has no current schema: run `returnvisit init` first"),
         (["status"], "bogus://x", "database.url: not a usable database URL"),
+        (["status"], "postgresql+psycopg://u@127.0.0.1:notaport/rv", "database.url: not a usable"),
         (["status"], "sqlite:////proc/no/such.db", "cannot open the database"),
         (["demo-data", "--out", "items.txt"], "fresh", "items.txt: end the name with .csv"),
         (["demo-data", "--out", "nodir/items.csv"], "fresh", "directory nodir does not exist"),
     ],
-    ids=["before-init", "campaign-before-init", "bogus-url", "unopenable", "demo-data-format",
+    ids=["before-init", "campaign-before-init", "bogus-url", "bad-port", "unopenable", "demo-data-format",
          "demo-data-dir"],
 )
 def test_a_command_that_cannot_run_says_why_without_a_traceback(tmp_path, monkeypatch, args, url, says):
