@@ -121,11 +121,14 @@ def twilio_webhook(
             req = web.current_request()
             if not signature_ok(req):
                 response = Response("invalid signature", status=403, mimetype="text/plain")
+                # Behind the proxy remote_addr is the proxy: the client it reports is logged beside
+                # it (as reported, for whoever investigates; nothing is decided on it).
                 log.warning(
-                    "forged or unsigned request refused: %s %s from %s",
+                    "forged or unsigned request refused: %s %s from %s (forwarded for %s)",
                     req.method,
                     req.path,
                     req.remote_addr,
+                    req.headers.get("X-Forwarded-For", "-")[:200],
                     extra=_ids(req),
                 )
                 _served(req, response, started, log_line=False)

@@ -253,3 +253,11 @@ def test_a_form_with_repeated_names_is_checked_as_twilio_signs_it(pairs, query):
     signature = sign_request("token", url, form)
     assert is_valid_signature("token", url, form, signature)
     assert not is_valid_signature("token", url, MultiDict([*pairs, ("Extra", "1")]), signature)
+
+
+def test_a_refused_request_logs_the_client_the_proxy_reports(client, caplog):
+    # Behind nginx remote_addr is the proxy itself; the client it forwards for is what helps.
+    response = client.post("/twilio/voice/gather?survey=x&seq=0", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert response.status_code == 403
+    refused = [r.getMessage() for r in caplog.records if "forged or unsigned" in r.getMessage()]
+    assert refused and "(forwarded for 203.0.113.9)" in refused[0]
