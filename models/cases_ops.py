@@ -20,7 +20,7 @@ from models.domain import Category, Grade
 from models.settings import Settings
 from models.survey_ops import finish_survey
 from models.surveys import Answer, Survey, SurveyKind, SurveyState
-from scheduler.calendar import ContactPolicy, add_working_days, contact_time, work_calendar
+from scheduler.calendar import add_working_days, contact_time, work_calendar
 
 SYSTEM = "system"  # actor of the case opened by a bad review
 VERIFICATION_VISIT = "verification-visit"  # actor of what the citizen said on the verification visit
@@ -137,12 +137,18 @@ def open_case_for(session: Session, survey: Survey, settings: Settings, now: dat
     return case
 
 
-def _archive_round(session: Session, survey_id: int, round_number: int) -> None:
-    """Rename a reused verification survey's answers so the next round can store its own."""
-    for answer in session.scalars(
-        select(Answer).where(Answer.survey_id == survey_id, Answer.question.not_like("%#%"))
-    ):
-        answer.question = f"{answer.question}#{round_number}"[:30]
+def _archive_round(session: Session, survey_id: int) -> None:
+    """Rename a reused verification survey's answers so the next round can store its own.
+
+    Rounds are numbered 1, 2, ... after those already archived (not by the case's reopenings: a
+    round may also follow an escalation), so two rounds never take the same name.
+    """
+    answers = session.scalars(select(Answer).where(Answer.survey_id == survey_id)).all()
+    archived = [a.question.rpartition("#")[2] for a in answers if "#" in a.question]
+    round_number = 1 + max((int(n) for n in archived if n.isdigit()), default=0)
+    for answer in answers:
+        if "#" not in answer.question:
+            answer.question = f"{answer.question}#{round_number}"[:30]
 
 
 def schedule_verification(session: Session, case: Case, settings: Settings, now: datetime) -> Survey:
@@ -150,8 +156,10 @@ def schedule_verification(session: Session, case: Case, settings: Settings, now:
     original = session.get(Survey, case.survey_id)
     if original is None:  # pragma: no cover - a foreign key guarantees it
         raise CaseError(f"case {case.id} has no survey")
-    policy = ContactPolicy(tz=settings.app.tz, calendar=work_calendar(settings))
-    at = contact_time(policy, now, None)
+    # The campaign's own calling windows, time zone and working days (what dispatch checks again).
+    from scheduler.rules import contact_policy_for
+
+    at = contact_time(contact_policy_for(original.campaign, settings), now, None)
     # One verification survey per item and campaign (a unique constraint): a second round reuses it.
     survey = session.scalars(
         select(Survey).where(
@@ -173,7 +181,7 @@ def schedule_verification(session: Session, case: Case, settings: Settings, now:
         )
         session.add(survey)
     else:
-        _archive_round(session, survey.id, case.reopened_count)
+        _archive_round(session, survey.id)
         # The visit starts again: its age (rules.contact_age_from) and the attempts its retries
         # count (scheduler.outcomes) run from here, not from the first round.
         survey.created_at = now
@@ -195,7 +203,7 @@ def answer_case(
     session: Session, case: Case, feedback: str, actor: str, settings: Settings, now: datetime
 ) -> Survey:
     """Record the department's rectification feedback and schedule the verification visit."""
-    if not feedback or not feedback.strip():
+    if not _says_something(feedback):
         raise CaseError(f"case {case.id}: the feedback must say how the complaint was handled")
     _refuse_nul(case, "feedback", feedback)
     _locked(session, case)
@@ -288,22 +296,44 @@ def mark_escalation(
 ) -> None:
     """Record a supervisor's decision on a case: interview or transfer to discipline inspection."""
     decision = Escalation(escalation)
-    if not reason or not reason.strip():
+    if not _says_something(reason):
         raise CaseError(f"case {case.id}: an escalation needs a reason")
     _refuse_nul(case, "reason", reason)
     _locked(session, case)
-    _move(session, case, CaseState.ESCALATED, actor, now, f"{decision.value}: {reason.strip()}")
+    note = f"{decision.value}: {reason.strip()}"
+    if _visit_pending(session, case):
+        # The citizen is still to be asked: the decision is recorded, the case stays answered, and
+        # the visit's verdict settles it as usual (closing it now would skip the citizen).
+        event = CaseEvent(case_id=case.id, at=now, actor=actor, from_state=case.state, to_state=case.state)
+        session.add(event)
+        event.note = note
+    else:
+        _move(session, case, CaseState.ESCALATED, actor, now, note)
     case.escalation = decision
     case.escalation_reason = reason.strip()
 
 
+def _says_something(text: str | None) -> bool:
+    """Whether a reason, feedback or note holds a letter or digit (not only spaces or invisibles)."""
+    return bool(text) and any(ch.isalnum() for ch in text)  # type: ignore[union-attr]
+
+
+def _visit_pending(session: Session, case: Case) -> bool:
+    """Whether the case's verification visit is scheduled or under way."""
+    if case.verification_survey_id is None:
+        return False
+    visit = session.get(Survey, case.verification_survey_id)
+    return visit is not None and visit.state != SurveyState.DONE
+
+
 def close_case(session: Session, case: Case, note: str, actor: str, now: datetime) -> None:
     """Close an escalated case, or an answered one whose verification visit could not be made."""
-    if not note or not note.strip():
+    if not _says_something(note):
         raise CaseError(f"case {case.id}: closing by hand needs a note")
     _refuse_nul(case, "note", note)
     _locked(session, case)
-    if case.state == CaseState.ANSWERED and case.verification_result != UNVERIFIED:
+    waiting = case.state == CaseState.ANSWERED and case.verification_result != UNVERIFIED
+    if waiting or _visit_pending(session, case):
         raise CaseError(
             f"case {case.id} waits for its verification visit: it closes when the citizen answers"
         )

@@ -358,3 +358,59 @@ def test_an_unanswered_verification_visit_is_reported_to_its_case(session, setti
     assert case.verification_result == "unverified"
     notes = [e.note for e in session.query(CaseEvent).filter(CaseEvent.case_id == case.id)]
     assert any("without an answer" in (note or "") for note in notes)
+
+
+def test_an_escalation_while_the_visit_is_pending_keeps_the_citizens_verdict(session, settings, rated_survey):
+    case = open_case_for(session, rated_survey(), settings, OPENED)
+    visit = answer_case(session, case, "已整改", "officer1", settings, datetime(2026, 9, 22, 2, tzinfo=UTC))
+    decided = datetime(2026, 9, 22, 3, tzinfo=UTC)
+    mark_escalation(session, case, Escalation.INTERVIEW, "三次投诉同一窗口", "boss", decided)
+    # Recorded, but the case still waits for the citizen: closing it now would skip them.
+    assert (case.state, case.escalation, case.escalation_reason) == (
+        CaseState.ANSWERED,
+        Escalation.INTERVIEW,
+        "三次投诉同一窗口",
+    )
+    assert events_of(session, case)[-1].note == "interview: 三次投诉同一窗口"
+    with pytest.raises(CaseError, match="waits for its verification visit"):
+        close_case(session, case, "约谈完毕", "boss", decided)
+    verify(session, settings, visit, "satisfied", datetime(2026, 9, 23, 2, tzinfo=UTC))
+    assert (case.state, case.verification_result) == (CaseState.CLOSED, "satisfied")
+
+
+def test_rounds_after_escalations_are_archived_under_their_own_numbers(session, settings, rated_survey):
+    case = open_case_for(session, rated_survey(), settings, OPENED)
+    visit = None
+    for day in (22, 24, 28):
+        at = datetime(2026, 9, day, 2, tzinfo=UTC)
+        visit = answer_case(session, case, "已整改", "officer1", settings, at)
+        record_answer(session, visit, "eligible", "no", channel="voice", now=at)  # some answer of the round
+        finish_survey(session, visit, "not_contacted", at)
+        on_verification_finished(session, visit, settings, at)
+        mark_escalation(session, case, Escalation.INTERVIEW, "联系不上市民", "boss", at)
+    assert visit is not None
+    assert set(answers_of(session, visit)) == {"eligible#1", "eligible#2", "eligible"}
+
+
+def test_the_verification_visit_is_due_in_the_campaigns_own_window(
+    session, settings, create_campaign, create_survey
+):
+    campaign = create_campaign(config={"windows": ["15:00-17:00"], "timezone": "Asia/Shanghai"})
+    rated, _ = create_survey(campaign=campaign)
+    record_answer(session, rated, "rating", "dissatisfied", channel="voice", now=OPENED)
+    finish_survey(session, rated, "complete", OPENED)
+    case = open_case_for(session, rated, settings, OPENED)
+    tuesday_10 = datetime(2026, 9, 22, 2, tzinfo=UTC)  # 10:00 in Shanghai: the default windows are open
+    visit = answer_case(session, case, "已整改", "officer1", settings, tuesday_10)
+    assert visit.next_attempt_at == datetime(2026, 9, 22, 7, tzinfo=UTC)  # 15:00 in Shanghai
+
+
+@pytest.mark.parametrize("blank", ["\u200b", "\x01", " \u3000 "], ids=["zero-width", "control", "spaces"])
+def test_a_reason_feedback_or_note_must_say_something(session, settings, rated_survey, blank):
+    case = open_case_for(session, rated_survey(), settings, OPENED)
+    with pytest.raises(CaseError, match="needs a reason"):
+        mark_escalation(session, case, Escalation.INTERVIEW, blank, "boss", OPENED)
+    with pytest.raises(CaseError, match="must say how"):
+        answer_case(session, case, blank, "officer1", settings, OPENED)
+    with pytest.raises(CaseError, match="needs a note"):
+        close_case(session, case, blank, "boss", OPENED)
