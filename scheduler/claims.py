@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple, cast
 
-from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy import Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from models.campaigns import Campaign, CampaignStatus
@@ -27,7 +27,7 @@ from models.items import ServiceItem
 from models.messages import Direction, Message
 from models.optouts import OptOutChannel
 from models.settings import GatewaySettings, Settings
-from models.surveys import Attempt, AttemptStatus, Survey, SurveyState
+from models.surveys import Attempt, AttemptStatus, Survey, SurveyKind, SurveyState
 from scheduler.calendar import NoOpeningError, contact_time, may_contact
 from scheduler.locks import begin_write, is_sqlite
 from scheduler.picking import opted_out_channels
@@ -85,11 +85,21 @@ def _survey(session: Session, survey_id: int) -> Survey:
 
 
 def claim_due(session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[int]:
-    """Lease up to `limit` due surveys of active campaigns to `owner`; return their ids (caller commits)."""
+    """Lease up to `limit` due surveys to `owner`; return their ids (caller commits).
+
+    Surveys of active campaigns, and verification visits of archived ones too: a case opened while
+    its campaign ran is still visited after the campaign ends (a paused campaign holds every contact).
+    """
     begin_write(session)
-    active = session.scalars(select(Campaign.id).where(Campaign.status == CampaignStatus.ACTIVE)).all()
-    if not active:
+    status_of = {cid: status for cid, status in session.execute(select(Campaign.id, Campaign.status))}
+    active = [cid for cid, status in status_of.items() if status == CampaignStatus.ACTIVE]
+    archived = [cid for cid, status in status_of.items() if status == CampaignStatus.ARCHIVED]
+    if not active and not archived:
         return []
+    of_campaign = Survey.campaign_id.in_(active)
+    if archived:
+        visits = and_(Survey.campaign_id.in_(archived), Survey.kind == SurveyKind.VERIFICATION)
+        of_campaign = or_(of_campaign, visits) if active else visits
     if not is_sqlite(session):
         # A claim lost in a crash only leaves its surveys scheduled: no attempt exists before the
         # (synchronous) commit that writes it, which makes this commit durable as well. So this
@@ -102,7 +112,7 @@ def claim_due(session: Session, *, owner: str, now: datetime, lease: timedelta, 
         .where(
             Survey.state == SurveyState.SCHEDULED,
             Survey.next_attempt_at <= now,
-            Survey.campaign_id.in_(active),
+            of_campaign,
         )
         # No tie-breaker: many surveys share a window's opening instant, and ordering them by id as
         # well would sort every due row instead of reading the (state, next_attempt_at) index in order.

@@ -115,6 +115,19 @@ def test_claim_leases_each_survey_to_one_owner(session, now, world):
     assert (first.state, first.lease_owner, first.lease_expires_at) == ("dialling", "a", now + lease)
 
 
+def test_an_archived_campaigns_verification_visits_are_still_made(session, now, world):
+    # Its cases stay open after the campaign ends: the citizen is still asked; nothing else goes out.
+    world.campaign.status = "archived"
+    visit, survey = world.survey(kind="verification"), world.survey()
+    lease = timedelta(minutes=5)
+    assert claim_due(session, owner="a", now=now, lease=lease, limit=10) == [visit.id]
+    world.campaign.status = "paused"  # a paused campaign holds every contact
+    session.flush()
+    other_visit = world.survey(kind="verification")
+    assert claim_due(session, owner="a", now=now, lease=lease, limit=10) == []
+    assert (survey.state, other_visit.state) == ("scheduled", "scheduled")
+
+
 def test_the_window_is_checked_again_at_dispatch(session, world):
     world.clock.now = local(16, 12, 30)  # lunch break
     survey = world.survey(due=local(16, 11, 59))
