@@ -32,6 +32,8 @@ ACTOR = click.option(
 
 
 def _case(session: Session, case_id: int) -> Case:
+    if not 0 < case_id < 2**63:  # beyond the id column's integers: no case, not an overflow
+        raise click.ClickException(f"no case {case_id}")
     case = session.get(Case, case_id)
     if case is None:
         raise click.ClickException(f"no case {case_id}")
@@ -162,7 +164,10 @@ def answer(ctx: Context, case_id: int, feedback: str | None, feedback_file: Any,
 
     if feedback is not None and feedback_file is not None:
         raise click.UsageError("give --feedback or --feedback-file, not both")
-    text = feedback_file.read() if feedback_file is not None else feedback
+    try:
+        text = feedback_file.read() if feedback_file is not None else feedback
+    except UnicodeDecodeError:
+        raise click.BadParameter("the file is not UTF-8 text", param_hint="--feedback-file") from None
     if not text:
         raise click.UsageError("give --feedback or --feedback-file")
     now = utcnow()

@@ -242,3 +242,16 @@ def test_cases_answer_refuses_feedback_given_twice(tmp_path):
     )
     assert result.exit_code == 2 and "not both" in result.output
 
+
+
+def test_a_case_id_or_feedback_file_that_cannot_be_used_says_why(tmp_path):
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    invoke(["init"], db_url)
+    env = {"RETURNVISIT_DATABASE_URL": db_url}
+    huge = CliRunner().invoke(main, ["cases", "show", "99999999999999999999"], env=env)
+    assert huge.exit_code == 1 and "no case 99999999999999999999" in huge.output
+    latin = tmp_path / "feedback.txt"
+    latin.write_bytes(b"\xff\xfe\xe5\xb7\xb2")
+    result = CliRunner().invoke(main, ["cases", "answer", "1", "--feedback-file", str(latin)], env=env)
+    assert result.exit_code == 2 and "not UTF-8 text" in result.output
+    assert isinstance(result.exception, SystemExit)

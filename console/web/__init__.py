@@ -8,15 +8,25 @@ database at import or start-up.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.routing import IntegerConverter
 
 from ivr import web
 from models.settings import Settings, load_settings
 
 # Seconds a failed login is held before it answers (slows password guessing down).
 LOGIN_FAILURE_DELAY = 1.0
+
+
+class RowIdConverter(IntegerConverter):
+    """An <int:...> of the console's URLs: a row id the database can hold (larger: no such page)."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def create_console_app(
@@ -27,6 +37,7 @@ def create_console_app(
     if session_factory is None:
         session_factory = web.session_factory_for(settings)
     app = Flask(__name__)
+    app.url_map.converters["int"] = RowIdConverter  # /cases/99999999999999999999 is not found, not a 500
     app.config.update(
         SECRET_KEY=settings.app.secret_key,
         SESSION_COOKIE_NAME="returnvisit_console",

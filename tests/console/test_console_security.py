@@ -484,3 +484,25 @@ def test_injection_strings_leave_the_store_as_it_was(admin, rows, session):
         admin.get("/items", query_string={"q": text})
     session.expire_all()
     assert session.scalars(select(StaffUser.username).order_by(StaffUser.id)).all() == before
+
+
+HUGE = "99999999999999999999"  # beyond any database integer
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", f"/cases/{HUGE}"),
+        ("post", f"/cases/{HUGE}/answer"),
+        ("post", f"/cases/{HUGE}/escalate"),
+        ("post", f"/cases/{HUGE}/close"),
+        ("get", f"/campaigns/{HUGE}"),
+        ("get", f"/items/{HUGE}"),
+        ("post", f"/items/{HUGE}/reveal"),
+        ("get", f"/results/{HUGE}"),
+        ("post", f"/optouts/{HUGE}/remove"),
+    ],
+)
+def test_an_id_beyond_the_databases_integers_is_not_found(admin, method, path):
+    response = admin.get(path) if method == "get" else admin.post(path, {"reason": "x", "feedback": "x"})
+    assert response.status_code == 404, (path, response.status_code)
