@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from flask import Blueprint, abort, flash, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import or_, select
 from werkzeug.utils import secure_filename
@@ -91,11 +92,15 @@ def _surveys(item: ServiceItem) -> list[Survey]:
 
 @bp.post("/<int:item_id>/reveal")
 @roles_required(*STAFF)
-def reveal(item_id: int) -> str:
-    """Show the full phone number, once, and write who saw it to the audit log."""
+def reveal(item_id: int) -> ResponseReturnValue:
+    """Show the full phone number, once, and write who saw it and why to the audit log."""
     session = web.db_session()
     item = _item(item_id)
     reason = request.form.get("reason", "").strip()[:200]
+    if not any(ch.isalnum() for ch in reason):
+        # An audit row without a reason tells an auditor nothing: the number stays masked.
+        flash(_("Say why you need the full number."), "error")
+        return render_template("item.html", item=item, surveys=_surveys(item), full_number=None), 400
     record(
         session, current_user().username, "phone_viewed", "service_item", item.id,
         external_id=item.external_id, reason=reason,

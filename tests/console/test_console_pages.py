@@ -72,6 +72,16 @@ def test_viewing_a_full_number_is_audited_and_needs_a_role(supervisor, officer, 
     assert event.detail["reason"] == "citizen called back"
 
 
+@pytest.mark.parametrize("reason", ["", "   ", "\u200b"], ids=["empty", "spaces", "zero-width"])
+def test_the_full_number_is_shown_only_with_a_reason(supervisor, create_item, departments, session, reason):
+    item = create_item(department_id=departments["SWJ"].id, phone_e164="+8613812345678")
+    page = supervisor.post(f"/items/{item.id}/reveal", {"reason": reason})
+    assert page.status_code == 400
+    body = page.get_data(as_text=True)
+    assert "+8613812345678" not in body and "138****5678" in body
+    assert session.scalars(select(AuditEvent).where(AuditEvent.action == "phone_viewed")).first() is None
+
+
 def test_import_upload_shows_the_rejected_rows(admin, departments, session):
     csv = (
         "办件编号,部门编码,部门名称,事项名称,手机号码,办结时间\n"
