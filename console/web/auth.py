@@ -24,6 +24,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from sqlalchemy import func, select
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 
@@ -152,4 +153,22 @@ def language() -> Response:
     choice = request.form.get("lang", "")
     if choice in LANGUAGES:
         session["lang"] = choice
-    return redirect(_safe_next(request.form.get("next")))
+    return redirect(_page_to_show(_safe_next(request.form.get("next"))))
+
+
+def _page_to_show(target: str) -> str:
+    """The page itself, or for the answer to a form (/simulator/call, /items/7/reveal) the page the
+    form is on: the redirect is a GET, which such an address refuses (405)."""
+    adapter = current_app.create_url_adapter(request)
+    path = urlsplit(target).path
+    while adapter is not None:
+        try:
+            adapter.match(path, method="GET")
+            return target
+        except MethodNotAllowed:
+            if path.count("/") <= 1:
+                break
+            path = target = path.rsplit("/", 1)[0]  # one step up: the page of the form
+        except HTTPException:  # not found either: the page says so
+            return target
+    return url_for("dashboard.index")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from models.base import utcnow
@@ -87,3 +88,18 @@ def test_login_page_and_language_switch_work_without_login(client):
     assert "Log in" in client.get("/login").get_data(as_text=True)
     client.post("/language", {"lang": "zh_CN", "next": "/login"})
     assert "登录" in client.get("/login").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("page", "shown"),
+    [
+        ("/simulator/call", "/simulator"),  # the answer to a form: the form's own page
+        ("/items/7/reveal", "/items/7"),
+        ("/cases/4/answer", "/cases/4"),
+        ("/results?grade=satisfied", "/results?grade=satisfied"),  # an ordinary page stays as it is
+        ("/language", "/"),
+    ],
+)
+def test_switching_language_after_a_form_shows_the_forms_page(admin, page, shown):
+    response = admin.post("/language", {"lang": "en", "next": page})
+    assert response.status_code == 302 and response.headers["Location"] == shown
