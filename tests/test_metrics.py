@@ -225,6 +225,8 @@ def test_wilson_interval_edges():
     assert high == 1.0 and low == pytest.approx(0.43850, abs=1e-5)
     low, high = wilson_interval(0, 10)
     assert low == 0.0 and high == pytest.approx(0.27754, abs=1e-5)
+    # Exactly 0 and 1 at every n: a CSV must not say 5.55e-17.
+    assert all(wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0 for n in range(1, 200))
 
 
 def test_aapor_rates_without_eligible_cases_are_none():
