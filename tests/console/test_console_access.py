@@ -25,7 +25,8 @@ def _url(rule) -> str:
     values = {}
     for name in rule.arguments:
         converter = rule._converters[name].__class__.__name__
-        values[name] = 1 if converter == "IntegerConverter" else ("2026Q4" if name == "q" else "x")
+        numeric = converter in ("IntegerConverter", "RowIdConverter")  # the console's <int:> is a RowId
+        values[name] = 1 if numeric else ("2026Q4" if name == "q" else "x")
     if rule.endpoint == "campaigns.change":
         values["operation"] = "pause"
     if rule.endpoint == "quarter.report":
