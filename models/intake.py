@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.departments import Department
-from models.items_bulk import VALUE_COLUMNS, existing_items, insert_items, update_items
+from models.items_bulk import VALUE_COLUMNS, existing_items, insert_items, keep_purged, update_items
 from models.phones import PhoneKind, mask_phone, normalize_phone
 
 FIELDS = (
@@ -360,8 +360,13 @@ class Importer:
             if found is None:
                 inserts.append((key, *values))
                 statuses.append(RowStatus.NEW)
-            elif found[1] != values:
-                updates.append((found[0], values))
+                continue
+            item_id, stored, purged = found
+            if purged:
+                # Retention purged its personal data: the source system's copy must not bring it back.
+                values = keep_purged(stored, values)
+            if stored != values:
+                updates.append((item_id, values))
                 statuses.append(RowStatus.UPDATED)
             else:
                 statuses.append(RowStatus.UNCHANGED)

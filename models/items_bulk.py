@@ -37,11 +37,16 @@ VALUE_COLUMNS = (
     "phone_extension",
     "completed_at",
 )
+# The personal ones: the retention purge empties them, and a re-import never writes them back.
+PERSONAL_COLUMNS = ("citizen_name", "phone_raw", "phone_e164", "phone_extension")
+_PERSONAL_INDEXES = tuple(VALUE_COLUMNS.index(name) for name in PERSONAL_COLUMNS)
 
 _TABLE = cast(Table, ServiceItem.__table__)
 _IN_CHUNK = 1000  # keys per IN (...) look-up: well under every database's limit on bound parameters
 _COLUMNS = _TABLE.c
-_EXISTING = select(_COLUMNS.external_id, _COLUMNS.id, *(_COLUMNS[name] for name in VALUE_COLUMNS))
+_EXISTING = select(
+    _COLUMNS.external_id, _COLUMNS.id, _COLUMNS.purged_at, *(_COLUMNS[name] for name in VALUE_COLUMNS)
+)
 # PostgreSQL: one array parameter instead of a thousand (binding those costs more than the look-up).
 _EXISTING_PG = _EXISTING.where(
     _COLUMNS.source == bindparam("source"),
@@ -61,13 +66,13 @@ _EXISTING_IN_DRIVER = DriverStatement(
 
 def existing_items(
     connection: Connection, source: str, keys: list[str]
-) -> dict[str, tuple[int, tuple[Any, ...]]]:
-    """Return {external_id: (id, VALUE_COLUMNS values)} of the keys already stored for source."""
-    found: dict[str, tuple[int, tuple[Any, ...]]] = {}
+) -> dict[str, tuple[int, tuple[Any, ...], bool]]:
+    """Return {external_id: (id, VALUE_COLUMNS values, purged)} of the keys already stored for source."""
+    found: dict[str, tuple[int, tuple[Any, ...], bool]] = {}
     dialect = connection.dialect
     if dialect.name == "postgresql":
         for stored in connection.execute(_EXISTING_PG, {"source": source, "keys": keys}):
-            found[stored[0]] = (stored[1], tuple(stored[2:]))
+            found[stored[0]] = (stored[1], tuple(stored[3:]), stored[2] is not None)
         return found
     for start in range(0, len(keys), _IN_CHUNK):
         chunk = keys[start : start + _IN_CHUNK]
@@ -75,8 +80,16 @@ def existing_items(
         named: dict[str, Any] = dict(zip(_KEY_NAMES, padded, strict=True))
         named["source"] = source
         for row in _EXISTING_IN_DRIVER.rows(connection, named):
-            found[row[0]] = (row[1], row[2:])
+            found[row[0]] = (row[1], row[3:], row[2] is not None)
     return found
+
+
+def keep_purged(stored: tuple[Any, ...], values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return a re-imported row's VALUE_COLUMNS values with a purged item's personal ones (all NULL)."""
+    kept = list(values)
+    for index in _PERSONAL_INDEXES:
+        kept[index] = stored[index]
+    return tuple(kept)
 
 
 def insert_items(connection: Connection, source: str, rows: list[tuple[Any, ...]], now: datetime) -> None:

@@ -4,7 +4,8 @@ What goes, for a service item completed before the cutoff whose surveys are all 
 are all closed (an item still in use is held back and counted):
 
 - service_items: phone_raw, phone_e164, phone_extension and citizen_name become NULL; purged_at is set
-  (picking never takes a purged item). phone_kind, department, matter and dates stay.
+  (picking never takes a purged item; a re-import leaves those columns empty). phone_kind, department,
+  matter and dates stay.
 - surveys of the item: the conversation state (stored TwiML and engine state, which may quote the
   citizen) is emptied. Dispositions, quarters and dates stay.
 - answers: recording URLs become NULL (the duration stays); a comment's text has phone numbers masked
@@ -12,7 +13,8 @@ are all closed (an item still in use is held back and counted):
   Ratings and categories are never touched.
 - messages of those surveys: the citizen's number (From of an inbound text, To of an outbound one) is
   masked (138****5678) and phone numbers and the name in the body are masked.
-- cases and case_events: phone numbers, the name and recording URLs in comment, feedback and notes.
+- cases and case_events: phone numbers, the name and recording URLs in comment, feedback, the
+  escalation reason and notes.
 
 Messages older than the cutoff that belong to no survey, or to an already purged item, get the same
 masking. Opt-outs are kept whole while they are live: they are the do-not-contact list, and the number
@@ -89,7 +91,14 @@ def _in_use() -> Any:
 
 
 def _old_items(cutoff: datetime) -> list[ColumnElement[bool]]:
-    return [ServiceItem.completed_at < cutoff, ServiceItem.purged_at.is_(None)]
+    # A purged item is taken again if personal data came back (a re-import before imports kept it out).
+    restored = or_(
+        ServiceItem.citizen_name.is_not(None),
+        ServiceItem.phone_raw.is_not(None),
+        ServiceItem.phone_e164.is_not(None),
+        ServiceItem.phone_extension.is_not(None),
+    )
+    return [ServiceItem.completed_at < cutoff, or_(ServiceItem.purged_at.is_(None), restored)]
 
 
 def count_items(session: Session, cutoff: datetime) -> tuple[int, int]:
@@ -207,18 +216,24 @@ def _plan_cases(session: Session, report: PurgeReport, batch: _Batch, region: st
     # A verification visit is a survey of the same item, so every case of the batch's items is found
     # by its own survey (an indexed column; verification_survey_id is not).
     rows = session.execute(
-        select(Case.id, Case.survey_id, Case.verification_survey_id, Case.comment, Case.feedback).where(
-            Case.survey_id.in_(survey_ids)
-        )
+        select(
+            Case.id,
+            Case.survey_id,
+            Case.verification_survey_id,
+            Case.comment,
+            Case.feedback,
+            Case.escalation_reason,
+        ).where(Case.survey_id.in_(survey_ids))
     ).all()
     context: dict[int, tuple[list[str], list[str]]] = {}
-    for case_id, survey_id, verification_id, comment, feedback in rows:
+    for case_id, survey_id, verification_id, comment, feedback, escalation_reason in rows:
         related = [s for s in (survey_id, verification_id) if s in batch.names]
         names = [batch.names[s] for s in related]
         urls = [url for s in related for url in batch.urls.get(s, [])]
         context[case_id] = (names, urls)
         change: dict[str, Any] = {}
-        for key, text in (("comment", comment), ("feedback", feedback)):
+        texts = (("comment", comment), ("feedback", feedback), ("escalation_reason", escalation_reason))
+        for key, text in texts:
             if text:
                 redacted = redact_text(text, region=region, names=names, urls=urls)
                 if redacted != text:

@@ -1,5 +1,6 @@
 """Retention: the purge removes personal data of old items and nothing else, and every figure stays."""
 
+import csv
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -7,14 +8,16 @@ import click
 import pytest
 from click.testing import CliRunner
 from scheduler_fixtures import FakeClock, add_campaign, add_item, add_survey, scheduler_env
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from console.cli import Context
 from console.cli_ops import purge as purge_command
+from console.import_files import run_import
 from models import migrate
 from models.cases import Case, CaseEvent, CaseState
 from models.db import make_engine, make_sessionmaker
 from models.departments import Department
+from models.items import ServiceItem
 from models.messages import Message
 from models.metrics import quarter_figures
 from models.operations import RetentionRun
@@ -22,6 +25,7 @@ from models.optouts import OptOut, is_opted_out
 from models.redaction import PURGED_RECORDING, mask_number, redact_text
 from models.retention import purge, purge_due, retention_cutoff
 from models.schema import metadata
+from models.settings import load_settings
 from models.surveys import Answer, Attempt, AttemptStatus, SurveyState
 from scheduler.jobs import JOBS, run_job
 
@@ -132,6 +136,8 @@ def _visit(
             due_at=completed + timedelta(days=21),
             feedback=f"已联系{name}（{phone[3:]}）并致歉",
             answered_at=completed + timedelta(days=5),
+            escalation="interview",
+            escalation_reason=f"{name}（{phone[3:]}）三次来电投诉，约谈科长",
         )
         session.add(case)
         session.flush()
@@ -302,6 +308,7 @@ def test_purge_removes_personal_data_of_old_items_and_nothing_else(session, sess
         ("answers", comment.id, "recording_url"),
         ("cases", case.id, "comment"),
         ("cases", case.id, "feedback"),
+        ("cases", case.id, "escalation_reason"),
         ("case_events", event.id, "note"),
         ("messages", messages["您好"].id, "to_e164"),
         ("messages", messages["2 "].id, "from_e164"),
@@ -323,6 +330,8 @@ def test_purge_removes_personal_data_of_old_items_and_nothing_else(session, sess
     assert (comment.value, comment.recording_url, comment.recording_duration) == (PURGED_RECORDING, None, 12)
     assert case.comment == PURGED_RECORDING
     assert case.feedback == "已联系***（138****0002）并致歉"
+    assert case.escalation_reason == "***（138****0002）三次来电投诉，约谈科长"
+    assert case.escalation == "interview"
     assert case.categories == ["stuck", "delay"] and case.grade == "dissatisfied"
     assert event.note == "电话联系 138****0002"
     assert messages["您好"].to_e164 == "138****0005" and messages["您好"].from_e164 == OURS
@@ -408,6 +417,80 @@ def test_the_scheduler_purges_once_a_day(session, session_factory, store):
         session_factory, FakeClock(NOW + timedelta(days=5)), retention={"scheduled_purge": False}
     )
     assert run_job(retention, off) == {}
+
+
+INTAKE_ROW = {
+    "external_id": "OLD1",
+    "department": "SWJ",
+    "department_name": "税务局",
+    "matter": "契税申报",
+    "channel": "窗口",
+    "citizen_name": "张三",
+    "phone": "13812345678",
+    "completed_at": "2023-09-15 10:23:00",
+}
+
+
+@pytest.fixture
+def import_row(client, session_factory, intake_options, tmp_path):
+    """Import one row through the intake API or a file, as the source "api"; return its status."""
+
+    def send(how, row):
+        if how == "api":
+            response = client.post(
+                "/api/v1/service-items", json=[row], headers={"Authorization": "Bearer dev-intake-token"}
+            )
+            return response.get_json()["results"][0]["status"]
+        path = tmp_path / "items.csv"
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerow(row)
+        results = []
+        run_import(
+            session_factory,
+            path,
+            options=intake_options,
+            columns=load_settings(env={}).intake.columns,
+            source="api",
+            on_result=lambda *result: results.append(result),
+            worker=False,
+        )
+        return results[0][2].value
+
+    return send
+
+
+@pytest.mark.parametrize("how", ["api", "file"])
+def test_a_purged_item_imported_again_gets_no_personal_data_back(session, session_factory, import_row, how):
+    assert import_row(how, INTAKE_ROW) == "new"
+    purge(session_factory, cutoff=CUTOFF, now=NOW, region="CN")
+    # The service-centre system sends its whole history again, one matter corrected.
+    assert import_row(how, INTAKE_ROW) == "unchanged"
+    assert import_row(how, {**INTAKE_ROW, "matter": "二手房契税申报"}) == "updated"
+    session.expire_all()
+    item = session.scalars(select(ServiceItem)).one()
+    assert (item.citizen_name, item.phone_raw, item.phone_e164, item.phone_extension) == (None,) * 4
+    assert (item.matter, item.phone_kind, item.purged_at) == ("二手房契税申报", "mobile", NOW)
+    again = purge(session_factory, cutoff=CUTOFF, now=NOW + timedelta(days=1), region="CN")
+    assert again.as_dict()["counts"] == {}
+
+
+def test_a_purged_item_whose_personal_data_came_back_is_purged_again(session, session_factory, store):
+    purge(session_factory, cutoff=CUTOFF, now=NOW, region="CN")
+    old_good, _ = store["old_good"]
+    # As a re-import did before imports left purged items alone.
+    session.execute(
+        update(ServiceItem)
+        .where(ServiceItem.id == old_good.id)
+        .values(citizen_name="张三", phone_raw="13800000001", phone_e164="+8613800000001")
+    )
+    session.commit()
+    again = purge(session_factory, cutoff=CUTOFF, now=NOW + timedelta(days=1), region="CN")
+    assert again.as_dict()["counts"] == {"service_items": {"names": 1, "phone_numbers": 1, "rows": 1}}
+    session.expire_all()
+    item = session.get(ServiceItem, old_good.id)
+    assert (item.citizen_name, item.phone_raw, item.phone_e164) == (None, None, None)
 
 
 @pytest.fixture
