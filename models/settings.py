@@ -26,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +244,12 @@ REQUIRED_IN_PRODUCTION = [
     ("twilio", "account_sid"),
     ("twilio", "auth_token"),
 ]
+# How deploy/env.example's placeholders begin: a site that copied the file and kept one is refused.
+PLACEHOLDER_PREFIX = "change-this"
+
+
+def _stand_in(value: str) -> bool:
+    return value in DEV_SECRETS.values() or value.strip().lower().startswith(PLACEHOLDER_PREFIX)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -260,7 +268,9 @@ def _merge(base: dict[str, Any], site: Mapping[str, Any], prefix: str, unknown: 
         if key not in base:
             unknown.append(dotted)
             base[key] = value
-        elif isinstance(base[key], dict) and isinstance(value, Mapping):
+        elif isinstance(base[key], dict) and not isinstance(value, Mapping):
+            raise ConfigError(f"invalid configuration: {dotted}: must be a table")
+        elif isinstance(base[key], dict):
             # Column lists under intake.columns are open-ended: a site may add fields there.
             if dotted == "intake.columns":
                 base[key] = {**base[key], **value}
@@ -303,8 +313,23 @@ def load_settings(
 
     if settings.is_production:
         for section, key in REQUIRED_IN_PRODUCTION:
-            if not getattr(getattr(settings, section), key):
+            value = getattr(getattr(settings, section), key)
+            if not value:
                 raise ConfigError(f"missing required key {section}.{key} (required in production)")
+            if _stand_in(value):
+                raise ConfigError(
+                    f"{section}.{key} is a development stand-in or deploy/env.example's placeholder:"
+                    " set the site's own secret (refused in production)"
+                )
+        try:
+            password = make_url(settings.database.url).password
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            password = None  # the engine names a malformed URL when it is first used
+        if password and _stand_in(str(password)):
+            raise ConfigError(
+                "database.url has deploy/env.example's placeholder password: set the site's own"
+                " (refused in production)"
+            )
         if not settings.twilio.validate_signatures:
             raise ConfigError("twilio.validate_signatures = false is refused in production mode")
     return settings

@@ -5,7 +5,7 @@ import tomllib
 
 import pytest
 
-from models.settings import EXAMPLE_PATH, ConfigError, load_settings
+from models.settings import DEV_SECRETS, ENV_KEYS, EXAMPLE_PATH, ConfigError, load_settings
 
 
 def site(tmp_path, text):
@@ -74,6 +74,22 @@ def test_a_value_its_column_cannot_hold_stops_start_up_naming_the_key(tmp_path, 
         load_settings(site(tmp_path, text), env={})
 
 
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('app = "x"\n', "app"),
+        ('database = "sqlite:///x.db"\n', "database"),
+        ("database = 5\n", "database"),
+        ('[intake]\ncolumns = ["a"]\n', r"intake\.columns"),
+    ],
+    ids=["app", "database-url", "database-number", "intake-columns"],
+)
+def test_a_scalar_where_a_table_belongs_names_the_key(tmp_path, text, named):
+    # RETURNVISIT_DATABASE_URL is written into the [database] table after the site file is read.
+    with pytest.raises(ConfigError, match=rf"invalid configuration: {named}: must be a table$"):
+        load_settings(site(tmp_path, text), env={"RETURNVISIT_DATABASE_URL": "sqlite:///x.db"})
+
+
 def test_our_numbers_are_kept_in_e164_so_replies_to_them_are_routed(tmp_path):
     # An inbound text's To comes in E.164 and is matched against the sender stored with each text.
     path = site(tmp_path, '[twilio]\nsms_from = "+1 (202) 555-0101"\nvoice_from = "+86 571-8888 0000"\n')
@@ -127,6 +143,31 @@ def test_production_requires_secrets_and_names_the_missing_key(tmp_path):
         load_settings(path, env=env)
     settings = load_settings(path, env={**env, "RETURNVISIT_TWILIO_AUTH_TOKEN": "a"})
     assert settings.is_production
+
+
+PRODUCTION_SECRETS = {
+    "RETURNVISIT_SECRET_KEY": "Vq3r8Jm1xT9cL0pWb7nK2sYd5hG4fZa6",
+    "RETURNVISIT_INTAKE_API_TOKEN": "n4Rt7Yk2Wq9Xc1Vb6Mz3Ls8Hd5Jf0Pg",
+    "RETURNVISIT_TWILIO_ACCOUNT_SID": "AC5f1e9a7c3b2d4e6f8a0b1c2d3e4f5a6b",
+    "RETURNVISIT_TWILIO_AUTH_TOKEN": "9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f",
+}
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        *((var, DEV_SECRETS[ENV_KEYS[var]]) for var in PRODUCTION_SECRETS),
+        ("RETURNVISIT_SECRET_KEY", DEV_SECRETS[("intake", "api_token")]),  # another key's stand-in
+        ("RETURNVISIT_TWILIO_AUTH_TOKEN", "change-this-to-the-account-auth-token"),
+        ("RETURNVISIT_DATABASE_URL", "postgresql+psycopg://rv:change-this-password@127.0.0.1/rv"),
+    ],
+)
+def test_production_refuses_built_in_and_placeholder_secrets_naming_the_key(tmp_path, var, value):
+    path = site(tmp_path, '[app]\nmode = "production"\n')
+    section, key = ENV_KEYS[var]
+    with pytest.raises(ConfigError, match=rf"^{section}\.{key} .*refused in production"):
+        load_settings(path, env={**PRODUCTION_SECRETS, var: value})
+    assert load_settings(path, env=PRODUCTION_SECRETS).is_production
 
 
 def test_production_refuses_turning_signature_checks_off(tmp_path):
