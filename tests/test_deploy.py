@@ -31,7 +31,7 @@ from console.cli import main as cli_main
 from ivr.twilio_adapter import sign_request
 from models import migrate
 from models.db import make_engine
-from models.settings import ENV_KEYS, load_settings
+from models.settings import ENV_KEYS, ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -78,6 +78,25 @@ def read_env_file(path: Path) -> dict[str, str]:
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition("=")
             values[key] = value
+    return values
+
+
+# What a site puts in place of deploy/env.example's placeholders (production refuses those).
+SITE_SECRETS = {
+    "RETURNVISIT_SECRET_KEY": "Vq3r8Jm1xT9cL0pWb7nK2sYd5hG4fZa6eR1uI8oP3lM7tB2v",
+    "RETURNVISIT_INTAKE_API_TOKEN": "n4Rt7Yk2Wq9Xc1Vb6Mz3Ls8Hd5Jf0Pg",
+    "RETURNVISIT_TWILIO_ACCOUNT_SID": "AC5f1e9a7c3b2d4e6f8a0b1c2d3e4f5a6b",
+    "RETURNVISIT_TWILIO_AUTH_TOKEN": "9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f",
+}
+SITE_DB_PASSWORD = "k7Pq2Wm9Zx4Rt"
+
+
+def site_env_values() -> dict[str, str]:
+    """deploy/env.example with every placeholder replaced as the guide says."""
+    values = {**read_env_file(DEPLOY / "env.example"), **SITE_SECRETS}
+    values["RETURNVISIT_DATABASE_URL"] = values["RETURNVISIT_DATABASE_URL"].replace(
+        "change-this-password", SITE_DB_PASSWORD
+    )
     return values
 
 
@@ -149,11 +168,19 @@ def test_systemd_analyze_verifies_every_unit_without_a_warning(tmp_path):
 
 
 def test_the_example_site_and_env_files_load_in_production_mode():
-    settings = load_settings(DEPLOY / "site.example.toml", env=read_env_file(DEPLOY / "env.example"))
+    settings = load_settings(DEPLOY / "site.example.toml", env=site_env_values())
     assert settings.is_production and settings.app.public_base_url == PUBLIC
     assert settings.gateway.kind == "twilio" and settings.twilio.validate_signatures
     assert make_url(settings.database.url).get_backend_name() == "postgresql"
-    assert set(read_env_file(DEPLOY / "env.example")) <= set(ENV_KEYS)
+    assert set(read_env_file(DEPLOY / "env.example")) == set(ENV_KEYS) == set(site_env_values())
+
+
+@pytest.mark.parametrize("var", sorted(ENV_KEYS))
+def test_production_refuses_each_placeholder_of_the_example_env_file_naming_its_key(var):
+    env = {**site_env_values(), var: read_env_file(DEPLOY / "env.example")[var]}
+    section, key = ENV_KEYS[var]
+    with pytest.raises(ConfigError, match=rf"^{section}\.{key} .*placeholder"):
+        load_settings(DEPLOY / "site.example.toml", env=env)
 
 
 def test_the_voice_fallback_is_the_apps_own_apology():
@@ -216,7 +243,7 @@ def test_a_proxied_request_is_checked_against_the_public_url(session_factory):
 
     settings = load_settings(
         DEPLOY / "site.example.toml",
-        env={**read_env_file(DEPLOY / "env.example"), "RETURNVISIT_DATABASE_URL": "sqlite://"},
+        env={**site_env_values(), "RETURNVISIT_DATABASE_URL": "sqlite://"},
     )
     client = create_app(settings, session_factory=session_factory).test_client()
     form = {
@@ -300,7 +327,7 @@ class Site:
 @pytest.fixture
 def site(fresh_db_url, tmp_path) -> Site:
     """The example site file (production) and env file, pointed at a fresh database of the backend."""
-    env_values = read_env_file(DEPLOY / "env.example")
+    env_values = site_env_values()
     env_values["RETURNVISIT_DATABASE_URL"] = fresh_db_url
     env_file = tmp_path / "env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env_values.items()), encoding="utf-8")
@@ -481,6 +508,7 @@ def _nginx_config(tmp: Path, ports: dict[str, int]) -> Path:
         .replace("listen 80;", f"listen 127.0.0.1:{ports['http']};")
         .replace("listen 443 ssl;", f"listen 127.0.0.1:{ports['https']} ssl;")
         .replace("/etc/ssl/returnvisit/", f"{ssl_dir}/")
+        .replace("/var/log/nginx/", f"{tmp}/")
         .replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{ports['webhooks']};")
         .replace("server 127.0.0.1:8001;", f"server 127.0.0.1:{ports['console']};")
     )
@@ -598,8 +626,17 @@ def test_nginx_passes_signed_twilio_requests_and_keeps_the_rest_private(site, se
         assert post_login("https://evil.example/login")[0] == 400  # the strict https Referer check ran
         status, headers, _ = post_login(f"https://{CONSOLE_HOST}/login")
         assert status == 302 and "Secure" in headers["Set-Cookie"]
+        cookie = headers["Set-Cookie"].split(";", 1)[0]
+        search = {"Cookie": cookie, "Referer": f"https://{CONSOLE_HOST}/items?q=13800138000"}
+        assert _https(ports["https"], "GET", CONSOLE_HOST, "/items?q=13800138000", headers=search)[0] == 200
     finally:
         _stop(nginx, signal.SIGQUIT)
+    # The access log has every request's path, never its query string (phone numbers, survey tokens).
+    logged = (tmp_path / "nginx" / "returnvisit-access.log").read_text(encoding="utf-8")
+    assert f'{CONSOLE_HOST} "GET /items HTTP/1.1" 200' in logged
+    assert 'returnvisit.example.gov.cn "POST /twilio/voice/gather HTTP/1.1" 200' in logged
+    assert 'returnvisit.example.gov.cn "GET /twilio/sms HTTP/1.1" 301' in logged
+    assert "?" not in logged and "13800138000" not in logged and "survey" not in logged, logged
 
 
 @pytest.mark.skipif(NGINX is None, reason="needs nginx (apt-get install nginx-light)")
@@ -698,3 +735,71 @@ def test_the_backup_script_writes_a_dated_backup_and_removes_old_ones(site, tmp_
         written
     )
     assert (backups / written[0]).stat().st_size > 10_000
+
+
+def test_the_backup_script_gives_pg_dump_the_password_in_its_environment_not_its_arguments(tmp_path):
+    # `ps` shows every process's arguments to every user of the machine; its environment to its own.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "pg_dump"
+    stub.write_text(
+        "#!/bin/sh\n"
+        'printf "%s\\n" "$@" > "$SEEN/argv"\n'
+        'printf "%s" "${PGPASSWORD-}" > "$SEEN/password"\n'
+        'for arg in "$@"; do case "$arg" in --file=*) echo dump > "${arg#--file=}";; esac; done\n',
+        encoding="utf-8",
+    )
+    stub.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "SEEN": str(tmp_path),
+        # The password "s3cret:p@ss$`x", %-encoded in the URL as SQLAlchemy and libpq read it.
+        "RETURNVISIT_DATABASE_URL": "postgresql+psycopg://returnvisit:s3cret%3Ap%40ss%24%60x@127.0.0.1:5432/rv",
+    }
+    result = subprocess.run(
+        [str(DEPLOY / "backup.sh"), str(tmp_path / "backups")], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    argv = (tmp_path / "argv").read_text(encoding="utf-8").splitlines()
+    assert argv[-1] == "postgresql://returnvisit@127.0.0.1:5432/rv"
+    assert not [arg for arg in argv if "s3cret" in arg], argv
+    assert (tmp_path / "password").read_text(encoding="utf-8") == "s3cret:p@ss$`x"
+    assert [p.suffix for p in (tmp_path / "backups").iterdir()] == [".dump"]
+
+
+def test_returnvisit_cli_reads_the_env_file_literally_as_systemd_does(tmp_path):
+    # The script runs the .venv beside its own directory: a stand-in there prints what it was given.
+    (tmp_path / "deploy").mkdir()
+    cli = shutil.copy(DEPLOY / "returnvisit-cli", tmp_path / "deploy" / "returnvisit-cli")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    stand_in = tmp_path / ".venv" / "bin" / "returnvisit"
+    stand_in.write_text('#!/bin/sh\nenv | grep "^RETURNVISIT_" | sort\necho "args: $*"\n', encoding="utf-8")
+    stand_in.chmod(0o755)
+    token = f"t$HOME`touch {tmp_path}/ran`$(id)'\"x"
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        f"# comment\n\n; comment\nRETURNVISIT_INTAKE_API_TOKEN={token}\n"
+        "RETURNVISIT_DATABASE_URL=postgresql+psycopg://rv:p$w@127.0.0.1/rv?a=b  \n",
+        encoding="utf-8",
+    )
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [cli, "status", "--json"],
+        env={**env, "RETURNVISIT_ENV_FILE": str(env_file)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "RETURNVISIT_CONFIG=/etc/returnvisit/site.toml",
+        "RETURNVISIT_DATABASE_URL=postgresql+psycopg://rv:p$w@127.0.0.1/rv?a=b",
+        f"RETURNVISIT_ENV_FILE={env_file}",
+        f"RETURNVISIT_INTAKE_API_TOKEN={token}",
+        "args: status --json",
+    ]
+    assert not (tmp_path / "ran").exists()
+    env_file.write_text("RETURNVISIT_SECRET_KEY=k\nnot an assignment\n", encoding="utf-8")
+    broken = subprocess.run(
+        [cli, "status"], env={**env, "RETURNVISIT_ENV_FILE": str(env_file)}, capture_output=True, text=True
+    )
+    assert broken.returncode == 2 and "line 2 is not NAME=value" in broken.stderr
