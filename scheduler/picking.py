@@ -111,7 +111,7 @@ class Decider:
         self.rules, self.opening = rules, opening
         # An item completed at or before this cannot be contacted before it is too old.
         self.too_old = None if opening is None else opening - rules.max_age
-        self.quarter_of = QuarterOf(rules.tz)
+        self.quarter_of = QuarterOf(rules.quarter_tz)
         self._reachable: dict[str, tuple[tuple[Channel, ...], SkipReason | None]] = {}
 
     def decide(self, candidate: Candidate, opted_out: Collection[str] = ()) -> Pick | SkipReason:

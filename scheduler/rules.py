@@ -56,6 +56,10 @@ class CampaignRules:
     delay: timedelta
     max_age: timedelta
     channels: tuple[Channel, ...]
+    # The centre's time zone (app.timezone): a survey's quarter is that of its item's completion
+    # there (DESIGN §2), whatever time zone the campaign calls in, so every campaign's results of
+    # a department fall in the same quarters, the ones `quarter close` freezes.
+    quarter_tz: ZoneInfo
 
     def first_contact_deadline(self, completed_at: datetime) -> datetime:
         """Return when an item becomes too old for a first contact (completed_at + max_age)."""
@@ -125,4 +129,5 @@ def rules_for(campaign: Campaign, settings: Settings) -> CampaignRules:
         delay=parse_duration(definition.delay),
         max_age=parse_duration(definition.max_age),
         channels=tuple(Channel(channel) for channel in definition.channels),
+        quarter_tz=settings.app.tz,
     )

@@ -78,6 +78,17 @@ def test_picked_survey_fields(session, now, create_department):
     assert survey.created_at == now and survey.first_attempt_at is None
 
 
+def test_the_quarter_is_the_centres_whatever_zone_the_campaign_calls_in(session, now, create_department):
+    # 10-01 01:00 in Shanghai (app.timezone) is still 09-30 in New York, where this campaign calls:
+    # the department's results belong to the quarter the centre closes, 2026Q4.
+    dept = create_department()
+    campaign = add_campaign(session, now, timezone="America/New_York", max_age="60d", windows=["00:00-24:00"],
+                            working_days_only=False)
+    item = add_item(session, dept, datetime(2026, 9, 30, 17, 0, tzinfo=UTC))
+    pick(session, SETTINGS, now)
+    assert surveys_of(session, campaign)[item.id].quarter == "2026Q4"
+
+
 def test_first_attempt_waits_for_the_next_window(session, create_department):
     saturday = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)  # 12:00 local on a Saturday
     dept = create_department()
