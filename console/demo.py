@@ -129,9 +129,10 @@ def run_demo(
     ticks: int | None = None,
 ) -> None:
     """Run the whole loop until Ctrl-C (or for `ticks` scheduler ticks)."""
-    from console.cli_scheduler import make_compose_sms, make_gateway
+    from console.cli_scheduler import make_compose_sms
     from console.web import create_console_app
     from ivr.app import create_app
+    from ivr.simulator.gateway import from_settings
     from scheduler.jobs import SchedulerEnv, release_scheduler_lock, run_once
 
     settings = demo_settings(settings, port)
@@ -149,7 +150,8 @@ def run_demo(
     servers = [_serve(create_app(settings), port), _serve(create_console_app(settings), port + 1)]
     echo(f"webhook app and intake API: http://127.0.0.1:{port}/  (OpenAPI: /api/v1/openapi.json)")
     echo(f"staff console: http://127.0.0.1:{port + 1}/  (log in as {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]})")
-    gateway = make_gateway(settings)
+    # Simulated citizens' voice comments play in the console (a tone as long as each comment).
+    gateway = from_settings(settings, recordings_url=f"http://127.0.0.1:{port + 1}/simulator/recordings")
     env = SchedulerEnv(
         sessions=sessions, settings=settings, gateway=gateway, compose_sms=make_compose_sms(settings)
     )

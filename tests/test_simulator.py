@@ -796,3 +796,17 @@ def test_every_running_network_issues_new_sids_whatever_its_seed(settings):
 def test_an_unreachable_webhook_app_is_named_with_how_to_start_it():
     with pytest.raises(TransportError, match=r"cannot reach http://127\.0\.0\.1:1/.*returnvisit serve"):
         HttpTransport(timeout=2).post("http://127.0.0.1:1/twilio/voice", {}, {})
+
+
+def test_the_demos_recordings_are_served_by_the_console(settings):
+    # Twilio's URL shape plays nowhere in a demo; the console's simulator route serves a tone.
+    from console.web import create_console_app
+
+    network = PhoneNetwork(HttpTransport(), AUTH_TOKEN, recordings_url="http://127.0.0.1:5001/simulator/recordings")
+    sid = network.new_sid("RE")
+    url = network.recording_url(sid, 12)
+    assert url == f"http://127.0.0.1:5001/simulator/recordings/{sid}.wav?seconds=12"
+    adapter = create_console_app(settings).url_map.bind("127.0.0.1:5001")
+    assert adapter.match(url.split("5001", 1)[1].split("?")[0])[0] == "simulator.recording"
+    plain = PhoneNetwork(HttpTransport(), AUTH_TOKEN).recording_url(sid, 12)
+    assert plain.startswith("https://api.twilio.com/2010-04-01/Accounts/AC") and plain.endswith(sid)

@@ -170,7 +170,9 @@ class SimulatedGateway:
                 log.exception("simulated job %s failed", job.sid)
 
 
-def from_settings(settings: Settings, *, seed: int = 2026) -> SimulatedGateway:
+def from_settings(
+    settings: Settings, *, seed: int = 2026, recordings_url: str | None = None
+) -> SimulatedGateway:
     """Return the simulated network for a running system: random citizens, webhooks over HTTP.
 
     Calls and texts run on a background worker, requesting app.public_base_url as Twilio would. The
@@ -185,7 +187,7 @@ def from_settings(settings: Settings, *, seed: int = 2026) -> SimulatedGateway:
     rng = random.Random(seed)  # noqa: S311 - simulated citizens, not secrets
     # Call and message sids are random, not seeded: each process (the demo, then `scheduler --once`)
     # must issue new ones, as Twilio does, or the second one's attempts collide on provider_id.
-    network = PhoneNetwork(HttpTransport(), settings.twilio.auth_token)
+    network = PhoneNetwork(HttpTransport(), settings.twilio.auth_token, recordings_url=recordings_url)
     gateway = SimulatedGateway(
         network, settings.app.public_base_url, lambda _number: RandomPersona(random.Random(rng.random()))  # noqa: S311
     )

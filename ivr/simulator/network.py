@@ -168,7 +168,11 @@ class PhoneNetwork:
         rng: random.Random | None = None,
         signer: Signer | None = None,
         max_requests: int = 50,
+        recordings_url: str | None = None,
     ) -> None:
+        # Where the simulated recordings can be played: Twilio's URL shape by default; the demo
+        # gives the console's /simulator/recordings, which serves a tone as long as the recording.
+        self.recordings_url = recordings_url
         self.transport = transport
         self.auth_token = auth_token
         self._rng = rng
@@ -176,6 +180,12 @@ class PhoneNetwork:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.signer = signer or twilio_signature
         self.max_requests = max_requests
+
+    def recording_url(self, sid: str, seconds: int) -> str:
+        """Return the RecordingUrl of a simulated recording."""
+        if self.recordings_url:
+            return f"{self.recordings_url.rstrip('/')}/{sid}.wav?seconds={seconds}"
+        return f"https://api.twilio.com/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{sid}"
 
     def new_sid(self, prefix: str) -> str:
         """Return a new Twilio-style id: a two-letter prefix and 32 hex digits."""
@@ -541,11 +551,7 @@ class _CallSession:
         if not seconds:  # Twilio requests no action for an empty recording: on to the next verb
             return None if hung_up else _CONTINUE
         sid = self.network.new_sid("RE")
-        recording = Recording(
-            sid,
-            f"https://api.twilio.com/{API_VERSION}/Accounts/{self.network.account_sid}/Recordings/{sid}",
-            seconds,
-        )
+        recording = Recording(sid, self.network.recording_url(sid, seconds), seconds)
         self.record.recordings.append(recording)
         extra = {"RecordingUrl": recording.url, "RecordingSid": sid, "RecordingDuration": str(seconds)}
         if hung_up:
