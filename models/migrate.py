@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -42,9 +45,23 @@ def head_revision() -> str | None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """Return the revision the database is at (None when never migrated)."""
-    with engine.connect() as connection:
+    """Return the revision the database is at (None when never migrated).
+
+    Reading it says nothing in the log: the migration context's "Context impl ..." lines would open
+    every CLI command's output (each checks the schema first).
+    """
+    with engine.connect() as connection, _quiet(logging.getLogger("alembic.runtime.migration")):
         return MigrationContext.configure(connection).get_current_revision()
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def is_at_head(engine: Engine) -> bool:

@@ -48,3 +48,15 @@ def test_the_gunicorn_entry_point_knows_every_table(tmp_path):
     result = run(code, env={"RETURNVISIT_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
     assert result.returncode == 0, result.stderr
     assert "'staff_users'" in result.stdout and "'cases'" in result.stdout
+
+
+def test_a_cli_command_prints_only_its_own_output(tmp_path):
+    # Each command checks the schema first; reading its revision must not log Alembic's set-up lines.
+    db_url = f"sqlite:///{tmp_path}/quiet.db"
+    engine, _ = seed_item(db_url)
+    engine.dispose()
+    cli = "from console.cli import main; main()"
+    result = run(cli, "cases", "list", env={"RETURNVISIT_DATABASE_URL": db_url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0 case(s)"
+    assert "alembic" not in result.stderr and "Context impl" not in result.stderr
