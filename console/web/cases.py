@@ -21,7 +21,7 @@ from models.base import utcnow
 from models.cases import Case, CaseState, Escalation
 from models.cases_ops import CaseError, answer_case, close_case, events_of, mark_escalation
 from models.departments import Department
-from models.surveys import Answer, Survey
+from models.surveys import Answer, Survey, SurveyState
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 NOT_CLOSED = "not_closed"
@@ -101,8 +101,10 @@ def detail(case_id: int) -> str:
     answers = list(
         session.scalars(select(Answer).where(Answer.survey_id == case.survey_id).order_by(Answer.id))
     )
+    visit = session.get(Survey, case.verification_survey_id) if case.verification_survey_id else None
     return render_template(
         "case.html", case=case, survey=survey, answers=answers, events=events_of(session, case),
+        visit_pending=visit is not None and visit.state != SurveyState.DONE,  # closing waits for it
         department=session.get(Department, case.department_id), escalations=list(Escalation),
         answerable=case.state in ANSWERABLE, now=utcnow(),
     )

@@ -68,7 +68,7 @@ def api() -> ResponseReturnValue:
             "matter": row.item.matter,
             "phone": mask_phone(row.item.phone_e164),
             "channel": str(STATE_LABELS.get(row.attempt.channel, row.attempt.channel)),
-            "status": row.attempt.status,
+            "status": str(STATE_LABELS.get(row.attempt.status, row.attempt.status)),
             "disposition": str(STATE_LABELS.get(row.survey.disposition or "", row.survey.disposition or "")),
         }
         for row in monitor.live(session, scope)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -16,6 +18,10 @@ from models.items import ServiceItem
 from models.staff import Role, StaffUser
 
 bp = Blueprint("departments", __name__, url_prefix="/departments")
+CODE_LENGTH = Department.__table__.c.code.type.length
+# A new department's code goes into URLs, file names and CSV columns: letters, digits, '-' and '_'.
+CODE_PATTERN = re.compile(rf"[A-Za-z0-9_-]{{1,{CODE_LENGTH}}}")
+NAME_LENGTH = Department.__table__.c.name.type.length
 
 
 @bp.get("")
@@ -61,11 +67,16 @@ def save() -> ResponseReturnValue:
     code = request.form.get("code", "").strip()
     name = request.form.get("name", "").strip()
     kind = request.form.get("kind", DepartmentKind.SERVICE)
-    if not code or not name or len(code) > 64 or len(name) > 200 or kind not in set(DepartmentKind):
+    if not code or not name or len(name) > NAME_LENGTH or kind not in set(DepartmentKind):
         flash(_("A department needs a code (up to 64 characters), a name and a kind."), "error")
         return redirect(url_for("departments.index"))
     department = department_by_code(session, code)
     created = department is None
+    # An imported department may have any code: it can still be renamed; a new one needs a plain code.
+    if created and not CODE_PATTERN.fullmatch(code):
+        flash(_("The code “%(code)s” is not allowed: use 1 to %(n)s letters, digits, '-' or '_'.",
+                code=code[:CODE_LENGTH], n=CODE_LENGTH), "error")
+        return redirect(url_for("departments.index"))
     if department is None:
         department = Department(code=code, name=name, kind=kind)
         session.add(department)

@@ -23,7 +23,7 @@ from models.domain import Category
 from models.metrics import DepartmentFigures
 from models.quarter_ops import QuarterError, close_quarter
 from models.quarters import QuarterClose
-from scheduler.policy import previous_quarter, quarter_of
+from scheduler.policy import previous_quarter, quarter_bounds, quarter_of
 
 bp = Blueprint("quarter", __name__, url_prefix="/quarter")
 REPORT_FORMATS = ("html", "xlsx", "csv")
@@ -80,7 +80,8 @@ def index() -> str:
     return render_template(
         "quarter.html", quarter=quarter, previous=previous_quarter(quarter), figures=figures,
         closing=closing, charts=charts, report_formats=REPORT_FORMATS,
-        can_close=current_user().role in STAFF and closing is None,
+        can_close=current_user().role in STAFF and closing is None
+        and quarter_bounds(quarter, web.settings().app.tz)[1] <= utcnow(),  # only an ended quarter closes
     )
 
 

@@ -120,3 +120,30 @@ def test_answer_the_case_opened_by_a_bad_review(page, console):
     page.wait_for_selector("#case-state")
     assert "已答复" in page.inner_text("#case-state")
     assert "已约谈窗口工作人员" in page.inner_text("#history")
+
+
+PHONE_PAGES = ("/", "/departments", "/items", "/items/import", "/campaigns", "/campaigns/new", "/results",
+               "/cases", "/quarter", "/optouts", "/simulator", "/audit")
+LAYOUT = """() => {
+  const header = document.querySelector('header.top').getBoundingClientRect();
+  const nav = document.querySelector('header.top nav').getBoundingClientRect();
+  const charts = [...document.querySelectorAll('svg.chart')].map(
+    svg => svg.getBoundingClientRect().width / svg.width.baseVal.value);
+  return {scroll: document.documentElement.scrollWidth, view: document.documentElement.clientWidth,
+          header: header.height, nav: nav.width, chartScales: charts};
+}"""
+
+
+def test_on_a_phone_in_chinese_the_menu_wraps_and_no_page_scrolls_sideways(page, console):
+    missing: list[str] = []
+    page.on("response", lambda response: missing.append(response.url) if response.status >= 400 else None)
+    page.set_viewport_size({"width": 375, "height": 740})
+    log_in(page)
+    play_bad_review(page, "WEB-1")  # a result, a case and charts with a bar
+    for url in PHONE_PAGES:
+        page.goto(url)
+        layout = page.evaluate(LAYOUT)
+        assert layout["scroll"] <= layout["view"] == 375, (url, layout)
+        assert layout["nav"] > 300 and layout["header"] < 160, (url, layout)  # not a column of characters
+        assert all(scale > 0.99 for scale in layout["chartScales"]), (url, layout)  # 12px chart text
+    assert missing == []  # no /favicon.ico (or anything else) not found

@@ -74,7 +74,6 @@ def test_quarter_page_shows_figures_and_charts(supervisor, make_result):
     make_result("SWJ", grade="dissatisfied", categories="delay")
     page = supervisor.get("/quarter?q=2026Q4").get_data(as_text=True)
     assert "税务局" in page and page.count("<svg") == 3 and 'id="figures"' in page
-    assert 'id="close-quarter"' in page
 
 
 def test_a_running_quarter_cannot_be_closed_a_finished_one_can_once(supervisor, make_result, session):
