@@ -213,7 +213,11 @@ def escalate(
         except CaseError as exc:
             raise click.ClickException(str(exc)) from exc
         session.commit()
-    click.echo(f"case {case_id} escalated: {decision}")
+        state = case.state
+    if state == CaseState.ESCALATED:
+        click.echo(f"case {case_id} escalated: {decision}")
+    else:  # its verification visit is still to come: the decision is kept, the citizen still asked
+        click.echo(f"case {case_id}: {decision} recorded; it waits for its verification visit")
 
 
 @click.group()

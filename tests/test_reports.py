@@ -302,10 +302,12 @@ def test_cli_cases_list_show_answer_escalate(cli_db):
         "--actor", "boss",
     )
     assert escalated.exit_code == 0, escalated.output
+    # The verification visit is still to come: the decision is kept and the citizen still asked.
+    assert "interview recorded; it waits for its verification visit" in escalated.output
     shown = run(cli_db, "cases", "show", str(case["id"]))
     assert shown.exit_code == 0
-    assert "open -> answered" in shown.output and "interview: 态度差" in shown.output
-    assert "state: escalated" in shown.output
+    assert "open -> answered" in shown.output and "answered -> answered  interview: 态度差" in shown.output
+    assert "state: answered" in shown.output
     assert run(cli_db, "cases", "show", "999").exit_code == 1
     sweep = run(cli_db, "cases", "escalate", "--overdue")
     assert sweep.exit_code == 0 and json.loads(sweep.output)["escalated"] == 0
