@@ -8,6 +8,7 @@ together, printing what happens, until Ctrl-C.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -118,6 +119,10 @@ def _serve(app: Flask, port: int) -> BaseWSGIServer:
     return server
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -157,6 +162,9 @@ def run_demo(
     )
     echo("scheduler and simulated phones running; Ctrl-C stops everything")
     tick = 0
+    # A TERM (a supervisor, `timeout`) stops it as Ctrl-C does: servers down, scheduler lock given up.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         while ticks is None or tick < ticks:
             counts = run_once(env)

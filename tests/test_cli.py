@@ -255,3 +255,40 @@ def test_a_case_id_or_feedback_file_that_cannot_be_used_says_why(tmp_path):
     result = CliRunner().invoke(main, ["cases", "answer", "1", "--feedback-file", str(latin)], env=env)
     assert result.exit_code == 2 and "not UTF-8 text" in result.output
     assert isinstance(result.exception, SystemExit)
+
+
+def test_demo_stopped_by_term_gives_the_scheduler_lock_up(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from scheduler.locks import SCHEDULER_LOCK, lock_holder
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db_url = f"sqlite:///{tmp_path}/demo.db"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from console.cli import main; main()", "demo", "--items", "20", "--port",
+         str(port)],
+        cwd=tmp_path, env={**os.environ, "RETURNVISIT_DATABASE_URL": db_url},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        for line in process.stdout:  # wait until the loop runs (it holds the lock from its first tick)
+            if line.startswith("tick 0") or time.monotonic() > deadline:
+                break
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert "stopped" in output
+    engine = make_engine(db_url)
+    with make_sessionmaker(engine)() as session:
+        assert lock_holder(session, SCHEDULER_LOCK) is None
+    engine.dispose()
