@@ -1,7 +1,8 @@
 """Voice webhooks: the answered call, each Gather or Record action, call and recording status.
 
-URLs (see ivr/urls.py): POST /twilio/voice?survey=T&attempt=A&lang=L, /twilio/voice/gather?survey=T&seq=N&lang=L,
-/twilio/voice/status?survey=T&attempt=A, /twilio/voice/recording?survey=T.
+URLs (see ivr/urls.py): POST /twilio/voice?survey=T&attempt=A&lang=L,
+/twilio/voice/gather?survey=T&seq=N&lang=L, /twilio/voice/status?survey=T&attempt=A,
+/twilio/voice/recording?survey=T.
 """
 
 from __future__ import annotations
