@@ -100,10 +100,20 @@ def status(ctx: Context, as_json: bool, at_text: str | None) -> None:
     with ctx.sessions() as session:
         report = status_report(session, now, tz=settings.app.tz, tick_seconds=settings.scheduler.tick_seconds)
         session.rollback()
+    from scheduler.calendar import work_calendar
+
+    # Statutory holidays end with the calendar package's data: say so before calls land on one.
+    missing = work_calendar(settings).years_without_holidays(now.astimezone(settings.app.tz).date())
     if as_json:
-        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, sort_keys=True))
+        data = {**report.as_dict(), "calendar_years_without_holidays": missing}
+        click.echo(json.dumps(data, ensure_ascii=False, sort_keys=True))
         return
     print_status(report, settings.app.tz, settings.scheduler.tick_seconds)
+    for year in missing:
+        click.echo(
+            f"WARNING: the working-day calendar has no statutory holidays for {year}: add them to "
+            f"calendar.extra_closed (and the make-up working days to calendar.extra_working)"
+        )
 
 
 def _cutoff(ctx: Context, before: date | None, now: datetime) -> datetime:

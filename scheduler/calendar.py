@@ -69,6 +69,15 @@ def local_to_utc(day: date, wall: time, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(after, UTC)
 
 
+def _statutory_holidays_known(year: int) -> bool:
+    """Whether chinese_calendar has the statutory holidays of `year`."""
+    try:
+        chinese_calendar.is_workday(date(year, 1, 1))
+    except NotImplementedError:
+        return False
+    return True
+
+
 def _statutory_working_day(day: date) -> bool | None:
     """Return China's statutory answer for a day, or None if chinese_calendar lacks its year."""
     try:
@@ -120,6 +129,18 @@ class WorkCalendar:
             cached = self._compute(day)
             self._cache[day] = cached
         return cached
+
+    def years_without_holidays(self, start: date, days: int = 60) -> list[int]:
+        """Years from `start` to `days` after it whose statutory holidays this calendar lacks.
+
+        The statutory data ends with its package's release; a year the site configured extra closed
+        days for is taken as configured.
+        """
+        if self.region != "CN":
+            return []
+        years = range(start.year, (start + timedelta(days=days)).year + 1)
+        configured = {day.year for day in self.extra_closed}
+        return [year for year in years if year not in configured and not _statutory_holidays_known(year)]
 
     def _compute(self, day: date) -> bool:
         if day in self.extra_closed:

@@ -228,7 +228,7 @@ def test_status_command_warns_without_a_scheduler_and_when_its_heartbeat_is_stal
     run_once(scheduler_env(sessions, FakeClock(NOW), owner="box:42:abcd"))
     fresh = invoke("--at", "2026-11-16T10:01")
     assert "scheduler box:42:abcd" in fresh and "(60 s ago) ok" in fresh
-    assert "WARNING" not in fresh
+    assert "WARNING: the scheduler" not in fresh and "WARNING: no scheduler" not in fresh
     assert "    pick            10:00:00" in fresh
     stale = invoke("--at", "2026-11-16T10:10")
     assert "(10 min ago) stale" in stale
@@ -259,3 +259,28 @@ def test_status_command_prints_queues_counts_and_errors_as_text_and_json(status_
         "count": 2,
     }
     assert data["stale"] is True and data["now"] == "2026-11-16T02:00:00+00:00"
+
+
+def test_status_warns_before_the_calendar_runs_out_of_statutory_holidays(status_cli):
+    invoke, _ = status_cli
+    # chinesecalendar knows the years up to its release; a far year stands for the next unknown one.
+    text = invoke("--at", "2099-12-01T10:00")
+    assert "WARNING: the working-day calendar has no statutory holidays for 2099" in text
+    assert "for 2100: add them to calendar.extra_closed" in text
+    assert json.loads(invoke("--json", "--at", "2099-12-01T10:00"))["calendar_years_without_holidays"] == [
+        2099,
+        2100,
+    ]
+    assert "working-day calendar" not in invoke("--at", "2024-03-01T10:00")
+
+
+def test_a_year_the_site_configured_is_not_reported_missing():
+    from datetime import date
+
+    from scheduler.calendar import WorkCalendar
+
+    assert WorkCalendar("CN").years_without_holidays(date(2099, 11, 1)) == [2099]
+    configured = WorkCalendar("CN", extra_closed=frozenset({date(2099, 12, 25)}))
+    assert configured.years_without_holidays(date(2099, 11, 1)) == []
+    assert WorkCalendar("none").years_without_holidays(date(2099, 11, 1)) == []
+
