@@ -21,6 +21,7 @@ from models.items import ServiceItem
 from models.phones import normalize_phone
 from models.settings import Settings
 from models.surveys import Attempt, AttemptStatus, Survey, SurveyKind, SurveyState
+from models.translatable import TranslatableError
 from scheduler.gateway import CallRequest, Gateway, GatewayError, SmsRequest
 from scheduler.policy import quarter_of
 
@@ -28,7 +29,7 @@ TEST_SOURCE = "console-test"
 TEST_MATTER = {"zh-CN": "测试事项", "en-US": "a test service item"}
 
 
-class TestContactError(ValueError):
+class TestContactError(TranslatableError):
     """The test contact cannot be made (a bad number, an unknown channel, a gateway refusal)."""
 
 
@@ -43,14 +44,16 @@ def send_test_contact(
 ) -> Attempt:
     """Call or text a staff number with the campaign's script; return the placed attempt."""
     if channel not in ("voice", "sms"):
-        raise TestContactError(f"channel {channel!r} is not voice or sms")
+        raise TestContactError("channel %(channel)r is not voice or sms", channel=channel)
     phone = normalize_phone(
         phone_raw, region=settings.phones.default_region, area_code=settings.phones.default_area_code or None
     )
     if phone.e164 is None:
-        raise TestContactError(f"phone {phone_raw!r}: {phone.reason}")
+        raise TestContactError("phone %(phone)r: %(reason)s", phone=phone_raw, reason=phone.reason)
     if channel == "sms" and not phone.is_mobile:
-        raise TestContactError(f"phone {phone_raw!r} is not a mobile number: it cannot receive a text")
+        raise TestContactError(
+            "phone %(phone)r is not a mobile number: it cannot receive a text", phone=phone_raw
+        )
     config = campaign.config or {}
     codes = list(config.get("departments") or [])
     query = select(Department).order_by(Department.code)
@@ -109,7 +112,11 @@ def send_test_contact(
         attempt.status = AttemptStatus.FAILED
         attempt.error_code = exc.code
         session.commit()
-        raise TestContactError(f"the gateway refused the test ({exc.code or 'no code'}): {exc}") from exc
+        if exc.code:
+            raise TestContactError(
+                "the gateway refused the test (%(code)s): %(error)s", code=exc.code, error=str(exc)
+            ) from exc
+        raise TestContactError("the gateway refused the test (no code): %(error)s", error=str(exc)) from exc
     if not attempt.provider_id:
         attempt.provider_id = result.provider_id
     attempt.status = AttemptStatus.QUEUED

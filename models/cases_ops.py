@@ -20,6 +20,7 @@ from models.domain import Category, Grade
 from models.settings import Settings
 from models.survey_ops import finish_survey
 from models.surveys import Answer, Survey, SurveyKind, SurveyState
+from models.translatable import TranslatableError
 from scheduler.calendar import add_working_days, contact_time, work_calendar
 
 SYSTEM = "system"  # actor of the case opened by a bad review
@@ -38,8 +39,8 @@ TRANSITIONS: dict[CaseState, frozenset[CaseState]] = {
 AWAITING_ANSWER = (CaseState.OPEN, CaseState.REOPENED)
 
 
-class CaseError(ValueError):
-    """A case operation is not allowed; the message says why."""
+class CaseError(TranslatableError):
+    """A case operation is not allowed; the message says why (and the console translates it)."""
 
 
 def due_at_for(settings: Settings, start: datetime) -> datetime:
@@ -55,9 +56,15 @@ def _move(
     """Change the case's state after checking the transition, and record it."""
     current = CaseState(case.state)
     if to not in TRANSITIONS[current] and not (to == current == CaseState.ESCALATED):
-        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none: it is final"
+        allowed = sorted(s.value for s in TRANSITIONS[current])
+        if not allowed:
+            raise CaseError(
+                "case %(id)s is %(state)s: it cannot become %(to)s (allowed: none: it is final)",
+                id=case.id, state=current.value, to=to.value,
+            )
         raise CaseError(
-            f"case {case.id} is {current.value}: it cannot become {to.value} (allowed: {allowed})"
+            "case %(id)s is %(state)s: it cannot become %(to)s (allowed: %(allowed)s)",
+            id=case.id, state=current.value, to=to.value, allowed=allowed,
         )
     session.add(
         CaseEvent(case_id=case.id, at=now, actor=actor, from_state=current, to_state=to, note=note)
@@ -68,7 +75,7 @@ def _move(
 def _refuse_nul(case: Case, field: str, text: str) -> None:
     # PostgreSQL text cannot hold a NUL (SQLite would store it); a file given to the CLI may carry one.
     if "\x00" in text:
-        raise CaseError(f"case {case.id}: the {field} contains a NUL character")
+        raise CaseError("case %(id)s: the %(field)s contains a NUL character", id=case.id, field=field)
 
 
 def _locked(session: Session, case: Case) -> Case:
@@ -155,7 +162,7 @@ def schedule_verification(session: Session, case: Case, settings: Settings, now:
     """Create (or, after a reopening, reuse) the case's verification survey, due in the next window."""
     original = session.get(Survey, case.survey_id)
     if original is None:  # pragma: no cover - a foreign key guarantees it
-        raise CaseError(f"case {case.id} has no survey")
+        raise CaseError("case %(id)s has no survey", id=case.id)
     # The campaign's own calling windows, time zone and working days (what dispatch checks again).
     from scheduler.rules import contact_policy_for
 
@@ -204,7 +211,7 @@ def answer_case(
 ) -> Survey:
     """Record the department's rectification feedback and schedule the verification visit."""
     if not _says_something(feedback):
-        raise CaseError(f"case {case.id}: the feedback must say how the complaint was handled")
+        raise CaseError("case %(id)s: the feedback must say how the complaint was handled", id=case.id)
     _refuse_nul(case, "feedback", feedback)
     _locked(session, case)
     _move(session, case, CaseState.ANSWERED, actor, now, feedback.strip())
@@ -297,7 +304,7 @@ def mark_escalation(
     """Record a supervisor's decision on a case: interview or transfer to discipline inspection."""
     decision = Escalation(escalation)
     if not _says_something(reason):
-        raise CaseError(f"case {case.id}: an escalation needs a reason")
+        raise CaseError("case %(id)s: an escalation needs a reason", id=case.id)
     _refuse_nul(case, "reason", reason)
     _locked(session, case)
     note = f"{decision.value}: {reason.strip()}"
@@ -329,13 +336,13 @@ def _visit_pending(session: Session, case: Case) -> bool:
 def close_case(session: Session, case: Case, note: str, actor: str, now: datetime) -> None:
     """Close an escalated case, or an answered one whose verification visit could not be made."""
     if not _says_something(note):
-        raise CaseError(f"case {case.id}: closing by hand needs a note")
+        raise CaseError("case %(id)s: closing by hand needs a note", id=case.id)
     _refuse_nul(case, "note", note)
     _locked(session, case)
     waiting = case.state == CaseState.ANSWERED and case.verification_result != UNVERIFIED
     if waiting or _visit_pending(session, case):
         raise CaseError(
-            f"case {case.id} waits for its verification visit: it closes when the citizen answers"
+            "case %(id)s waits for its verification visit: it closes when the citizen answers", id=case.id
         )
     _move(session, case, CaseState.CLOSED, actor, now, note.strip())
     case.closed_at = now

@@ -24,6 +24,7 @@ from models.base import utcnow
 from models.departments import Department
 from models.items_bulk import VALUE_COLUMNS, existing_items, insert_items, keep_purged, update_items
 from models.phones import PhoneKind, mask_phone, normalize_phone
+from models.translatable import Translatable, TranslatableError
 
 FIELDS = (
     "external_id",
@@ -98,12 +99,15 @@ class IntakeOptions:
     auto_create_departments: bool = True
 
 
-class RowError(ValueError):
-    """A row cannot be imported; `kind` groups reasons for the summary."""
+class RowError(TranslatableError):
+    """A row cannot be imported; `kind` groups reasons for the summary, `message` is the reason."""
 
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, kind: str, template: str, **params: Any) -> None:
+        super().__init__(template, **params)
         self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.kind, self.message)
 
 
 ResultCallback = Callable[[int, str | None, RowStatus, str | None], None]
@@ -148,7 +152,9 @@ def _in_utc(parsed: datetime, tz: ZoneInfo) -> datetime:
             parsed = parsed.replace(tzinfo=tz)
         return parsed.astimezone(UTC)
     except OverflowError:  # the first or last day datetime can hold, shifted past its range
-        raise RowError("bad completed_at", f"completed_at {parsed.isoformat()} is out of range") from None
+        raise RowError(
+            "bad completed_at", "completed_at %(value)s is out of range", value=parsed.isoformat()
+        ) from None
 
 
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -183,7 +189,7 @@ def _parse_time_text(text: str) -> datetime:
             return datetime.strptime(text, fmt)
         except ValueError:
             continue
-    raise RowError("bad completed_at", f"completed_at {text!r} is not a date and time")
+    raise RowError("bad completed_at", "completed_at %(value)r is not a date and time", value=text)
 
 
 # What validation gives for a row, in this order in ValidRow.values; the department id comes from
@@ -202,7 +208,10 @@ class ValidRow(NamedTuple):
 
 
 class RejectedRow(NamedTuple):
-    """A row that failed validation, with the reason group for the summary and the message."""
+    """A row that failed validation, with the reason group for the summary and the message.
+
+    The message is a Translatable (a str): the console shows it in the user's language.
+    """
 
     line: int
     external_id: str | None
@@ -230,19 +239,22 @@ def validate_row(line: int, raw: Mapping[str, Any], options: IntakeOptions, now:
         present = (external_id, department, matter, phone_raw, completed_text or is_date)
         missing = [name for name, value in zip(REQUIRED_FIELDS, present, strict=True) if not value]
         kind = "no usable phone" if missing == ["phone"] else f"missing {missing[0]}"
-        raise RowError(kind, f"missing {', '.join(missing)}")
+        raise RowError(kind, "missing %(fields)s", fields=missing)
     if len(external_id) > 128:
         raise RowError("bad external_id", "external_id longer than 128 characters")
     phone = normalize_phone(phone_raw, region=options.region, area_code=options.area_code)
     if phone.e164 is None or phone.kind is PhoneKind.INVALID:
         # The line number finds the row; the message (printed, logged, shown) keeps the number masked.
-        raise RowError("no usable phone", f"phone {mask_phone(phone_raw)!r}: {phone.reason}")
+        raise RowError("no usable phone", "phone %(phone)r: %(reason)s", phone=mask_phone(phone_raw),
+                       reason=phone.reason)
     if completed_text:  # text, the common case: skip parse_completed_at's type checks
         completed_at = _in_utc(_parse_time_text(completed_text), options.tz)
     else:
         completed_at = parse_completed_at(completed_raw, options.tz)
     if completed_at > now + _FUTURE_SLACK:
-        raise RowError("bad completed_at", f"completed_at {completed_at:%Y-%m-%d} is in the future")
+        raise RowError(
+            "bad completed_at", "completed_at %(date)s is in the future", date=f"{completed_at:%Y-%m-%d}"
+        )
     return ValidRow(
         line,
         external_id,
@@ -271,7 +283,7 @@ def validate_rows(
         try:
             append(validate_row(line, raw, options, now))
         except RowError as exc:
-            append(RejectedRow(line, _text(raw.get("external_id")) or None, exc.kind, str(exc)))
+            append(RejectedRow(line, _text(raw.get("external_id")) or None, exc.kind, exc.message))
     return outcomes
 
 
@@ -303,7 +315,7 @@ class Importer:
         ).first()
         if dept is None:
             if not self.options.auto_create_departments:
-                raise RowError("unknown department", f"unknown department {code!r}")
+                raise RowError("unknown department", "unknown department %(code)r", code=code)
             dept = Department(code=code, name=name or code)
             self.session.add(dept)
             self.session.flush()
@@ -330,14 +342,16 @@ class Importer:
                 try:
                     department_id = self._department_id(department, department_name)
                 except RowError as exc:
-                    self._reject(line, key, exc.kind, str(exc))
+                    self._reject(line, key, exc.kind, exc.message)
                     continue
             if key in batch:
                 # The same item twice in one batch: the later row wins; the earlier one still gets its
                 # result (the API answers one per item).
                 repeated.add(key)
                 if self.on_result:
-                    message = f"external_id {key!r} repeated later in the batch: the later row is kept"
+                    message = Translatable(
+                        "external_id %(id)r repeated later in the batch: the later row is kept", id=key
+                    )
                     self.on_result(batch[key][0], key, RowStatus.ERROR, message)
             batch[key] = (line, (department_id, *values))
         if batch:

@@ -18,11 +18,12 @@ from models.metrics import DepartmentFigures, quarter_figures, trend
 from models.quarters import QuarterClose, QuarterSnapshot
 from models.settings import Settings
 from models.surveys import Answer, Survey
+from models.translatable import TranslatableError
 from scheduler.policy import parse_quarter, previous_quarter, quarter_bounds
 
 
-class QuarterError(ValueError):
-    """A quarter cannot be closed (again, or yet); the message says why."""
+class QuarterError(TranslatableError):
+    """A quarter cannot be closed (again, or yet); the message says why (and the console translates it)."""
 
 
 def normalise_quarter(quarter: str) -> str:
@@ -129,21 +130,25 @@ def close_quarter(
     if existing is not None:
         when = existing.closed_at.astimezone(settings.app.tz).strftime("%Y-%m-%d %H:%M")
         raise QuarterError(
-            f"quarter {quarter} was already closed on {when} by {existing.closed_by}: "
-            "its published figures cannot change"
+            "quarter %(quarter)s was already closed on %(when)s by %(by)s: "
+            "its published figures cannot change",
+            quarter=quarter, when=when, by=existing.closed_by,
         )
     _, end = quarter_bounds(quarter, settings.app.tz)
     if now < end:
         local_end = end.astimezone(settings.app.tz).strftime("%Y-%m-%d %H:%M")
         raise QuarterError(
-            f"quarter {quarter} has not ended yet (it ends {local_end} {settings.app.timezone})"
+            "quarter %(quarter)s has not ended yet (it ends %(end)s %(timezone)s)",
+            quarter=quarter, end=local_end, timezone=settings.app.timezone,
         )
     closing = QuarterClose(quarter=quarter, closed_at=now, closed_by=actor)
     try:
         with session.begin_nested():
             session.add(closing)
     except IntegrityError:
-        raise QuarterError(f"quarter {quarter} was closed at the same moment by someone else") from None
+        raise QuarterError(
+            "quarter %(quarter)s was closed at the same moment by someone else", quarter=quarter
+        ) from None
     for figures in live_figures(session, quarter, settings, now):
         session.add(
             QuarterSnapshot(
@@ -161,5 +166,5 @@ def department_ids_for(session: Session, code: str) -> list[int]:
     """Return the id of the department with this code (as a list for scoping), or raise."""
     department_id = session.scalars(select(Department.id).where(Department.code == code)).first()
     if department_id is None:
-        raise QuarterError(f"no department with code {code!r}")
+        raise QuarterError("no department with code %(code)r", code=code)
     return [department_id]

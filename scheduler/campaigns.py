@@ -36,6 +36,7 @@ from models.campaigns import Campaign, CampaignStatus
 from models.departments import Department
 from models.picks import PickSkip
 from models.surveys import Survey
+from models.translatable import Translatable
 from scheduler.calendar import parse_window
 from scheduler.policy import parse_duration, parse_intervals
 
@@ -53,7 +54,10 @@ ScriptLoader = Callable[[Path], object]
 
 
 class CampaignError(ValueError):
-    """A campaign definition or operation is wrong; `problems` names each wrong field."""
+    """A campaign definition or operation is wrong; `problems` names each wrong field.
+
+    A problem of an operation is a Translatable (a str): the console shows it in the user's language.
+    """
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
@@ -353,10 +357,15 @@ def change_status(session: Session, name: str, operation: str, now: datetime) ->
     """Pause, resume or archive a campaign by name."""
     campaign = session.scalars(select(Campaign).where(Campaign.name == name)).first()
     if campaign is None:
-        raise CampaignError([f"no campaign named {name!r}"])
+        raise CampaignError([Translatable("no campaign named %(name)r", name=name)])
     allowed, target = TRANSITIONS[operation]
     if campaign.status not in allowed:
-        raise CampaignError([f"cannot {operation} campaign {name!r}: it is {campaign.status}"])
+        raise CampaignError([
+            Translatable(
+                "cannot %(operation)s campaign %(name)r: it is %(status)s",
+                operation=operation, name=name, status=str(campaign.status),
+            )
+        ])
     campaign.status = target
     campaign.updated_at = now
     session.flush()

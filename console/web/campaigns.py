@@ -17,7 +17,7 @@ from console.web.campaign_forms import (
     previews,
     problems_by_field,
 )
-from console.web.i18n import STATE_LABELS
+from console.web.i18n import STATE_LABELS, translated
 from ivr import web
 from ivr.script import load_script
 from ivr.sms_text import count_segments
@@ -191,7 +191,7 @@ def change(campaign_id: int, operation: str) -> ResponseReturnValue:
     try:
         change_status(session, campaign.name, operation, utcnow())
     except CampaignError as exc:
-        flash(str(exc), "error")
+        flash("; ".join(translated(problem) for problem in exc.problems), "error")
         return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
     record(
         session,
@@ -235,7 +235,7 @@ def test_contact(campaign_id: int) -> ResponseReturnValue:
         attempt = send_test_contact(session, web.settings(), campaign, phone, channel, _gateway(), utcnow())
     except TestContactError as exc:
         session.rollback()
-        flash(str(exc), "error")
+        flash(translated(exc), "error")
         return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
     record(
         session,

@@ -14,7 +14,7 @@ from sqlalchemy import Select, select
 from console.web.access import STAFF, current_user, department_scope, require_department, roles_required
 from console.web.audit import record
 from console.web.exports import csv_response
-from console.web.i18n import STATE_LABELS, format_dt
+from console.web.i18n import STATE_LABELS, format_dt, translated
 from console.web.paging import Page
 from ivr import web
 from models.base import utcnow
@@ -116,7 +116,7 @@ def _act(case: Case, action: str, operation, **detail: str) -> ResponseReturnVal
         operation()
     except CaseError as exc:
         session.rollback()
-        flash(str(exc), "error")
+        flash(translated(exc), "error")
         return redirect(url_for("cases.detail", case_id=case.id))
     record(session, current_user().username, action, "case", case.id, state=case.state, **detail)
     session.commit()

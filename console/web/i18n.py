@@ -7,19 +7,21 @@ files, so a checkout needs no build step; a test checks that they match.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, request, session
-from flask_babel import Babel, format_datetime, format_decimal, format_percent, get_locale
+from flask_babel import Babel, format_datetime, format_decimal, format_percent, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from models.domain import Category, Grade
 from models.phones import mask_phone
 from models.settings import Settings
+from models.translatable import Translatable
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 LOCALES = ("zh_CN", "en")
@@ -165,6 +167,115 @@ ACTOR_LABELS = {
     "escalation-job": _l("overdue check"),
     "cli": _l("command line"),
 }
+
+
+
+def N_(text: str) -> str:
+    """Mark a text for extraction only: it is translated where it is shown, by `translated`."""
+    return text
+
+
+# The templates of the model and scheduler layers' messages (models.translatable.Translatable), listed
+# so that pybabel extracts them; tests/console/test_console_errors.py checks every one raised is here.
+MESSAGE_TEMPLATES = frozenset({
+    # models.cases_ops.CaseError
+    N_("case %(id)s is %(state)s: it cannot become %(to)s (allowed: %(allowed)s)"),
+    N_("case %(id)s is %(state)s: it cannot become %(to)s (allowed: none: it is final)"),
+    N_("case %(id)s: the %(field)s contains a NUL character"),
+    N_("case %(id)s has no survey"),
+    N_("case %(id)s: the feedback must say how the complaint was handled"),
+    N_("case %(id)s: an escalation needs a reason"),
+    N_("case %(id)s: closing by hand needs a note"),
+    N_("case %(id)s waits for its verification visit: it closes when the citizen answers"),
+    # models.quarter_ops.QuarterError
+    N_("quarter %(quarter)s was already closed on %(when)s by %(by)s: "
+       "its published figures cannot change"),
+    N_("quarter %(quarter)s has not ended yet (it ends %(end)s %(timezone)s)"),
+    N_("quarter %(quarter)s was closed at the same moment by someone else"),
+    N_("no department with code %(code)r"),
+    # scheduler.campaigns.change_status (CampaignError)
+    N_("no campaign named %(name)r"),
+    N_("cannot %(operation)s campaign %(name)r: it is %(status)s"),
+    # console.test_contact.TestContactError
+    N_("channel %(channel)r is not voice or sms"),
+    N_("phone %(phone)r: %(reason)s"),
+    N_("phone %(phone)r is not a mobile number: it cannot receive a text"),
+    N_("no department to name in the test: import service items first"),
+    N_("the gateway refused the test (%(code)s): %(error)s"),
+    N_("the gateway refused the test (no code): %(error)s"),
+    # models.intake.RowError and the importer's rejected rows
+    N_("missing %(fields)s"),
+    N_("external_id longer than 128 characters"),
+    N_("completed_at is empty"),
+    N_("completed_at %(value)r is not a date and time"),
+    N_("completed_at %(value)s is out of range"),
+    N_("completed_at %(date)s is in the future"),
+    N_("unknown department %(code)r"),
+    N_("external_id %(id)r repeated later in the batch: the later row is kept"),
+})
+# Why a phone number is unusable (models.phones' NormalizedPhone.reason).
+PHONE_REASON_LABELS = {
+    "no digits": _l("no digits"),
+    "extension without a number": _l("extension without a number"),
+    "too short": _l("too short"),
+    "too long": _l("too long"),
+    "wrong length": _l("wrong length"),
+    "unknown country code": _l("unknown country code"),
+    "short code": _l("short code"),
+    "local number without area code": _l("local number without area code"),
+    "not a valid number": _l("not a valid number"),
+    "not a phone number": _l("not a phone number"),
+    "premium/toll-free number 400/800 not allowed": _l("premium/toll-free number 400/800 not allowed"),
+    "premium/toll-free/shared-cost number not allowed": _l(
+        "premium/toll-free/shared-cost number not allowed"
+    ),
+}
+_MOBILE_LENGTH = re.compile(r"(too short|too long): a mobile number has 11 digits, not (\d+)")
+# The texts of a case that a message names (models.cases_ops._refuse_nul).
+CASE_TEXT_LABELS = {"feedback": _l("feedback"), "reason": _l("reason"), "note": _l("note")}
+CAMPAIGN_OPERATION_LABELS = {"pause": _l("pause"), "resume": _l("resume"), "archive": _l("archive")}
+# The values of a Translatable that are codes, by the name the templates give them.
+MESSAGE_PARAM_LABELS: dict[str, dict[str, Any]] = {
+    "state": STATE_LABELS,
+    "to": STATE_LABELS,
+    "allowed": STATE_LABELS,
+    "status": STATE_LABELS,
+    "by": ACTOR_LABELS,
+    "field": CASE_TEXT_LABELS,
+    "operation": CAMPAIGN_OPERATION_LABELS,
+}
+
+
+def phone_reason_label(reason: str) -> str:
+    """Name why a phone number is unusable in the user's language (an unknown reason as it came)."""
+    match = _MOBILE_LENGTH.fullmatch(reason)
+    if match:
+        return gettext("%(size)s: a mobile number has 11 digits, not %(digits)s",
+                       size=phone_reason_label(match[1]), digits=match[2])
+    return str(PHONE_REASON_LABELS.get(reason, reason))
+
+
+def _message_value(name: str, value: Any) -> Any:
+    if name == "reason" and isinstance(value, str):
+        return phone_reason_label(value)
+    labels = MESSAGE_PARAM_LABELS.get(name, {})
+    if isinstance(value, list | tuple):
+        return gettext(", ").join(str(labels.get(item, item)) for item in value)
+    return str(labels[value]) if isinstance(value, str) and value in labels else value
+
+
+def translated(message: str | BaseException) -> str:
+    """Return a message of the model layers (or the error carrying one) in the user's language.
+
+    A Translatable whose template is listed in MESSAGE_TEMPLATES is looked up with gettext and filled
+    with its values, codes among them named by their labels; any other text is shown as it is.
+    """
+    if isinstance(message, BaseException):
+        message = getattr(message, "message", None) or str(message)
+    if not isinstance(message, Translatable) or message.template not in MESSAGE_TEMPLATES:
+        return str(message)
+    values = {name: _message_value(name, value) for name, value in message.params.items()}
+    return str(gettext(message.template, **values))
 
 
 def _labelled(labels: dict[str, Any]) -> Callable[[str | None], Any]:

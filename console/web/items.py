@@ -16,6 +16,7 @@ from console.cli import intake_options
 from console.import_files import FORMATS, ImportFileError, run_import
 from console.web.access import STAFF, current_user, department_scope, require_department, roles_required
 from console.web.audit import record
+from console.web.i18n import translated
 from console.web.paging import Page
 from ivr import web
 from models.departments import Department
@@ -129,7 +130,7 @@ def upload() -> str:
 
     def on_result(line: int, external_id: str | None, status: RowStatus, reason: str | None) -> None:
         if status == RowStatus.ERROR and len(errors) < MAX_ERRORS_SHOWN:
-            errors.append((line, external_id, reason))
+            errors.append((line, external_id, translated(reason or "")))
 
     session = web.db_session()
     session.commit()  # end this request's transaction: the import commits batches of its own

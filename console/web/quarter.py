@@ -15,7 +15,7 @@ from console.web.access import STAFF, current_user, department_scope, require_de
 from console.web.audit import record
 from console.web.charts import bar_chart
 from console.web.exports import csv_response
-from console.web.i18n import CATEGORY_LABELS, format_number, format_pct
+from console.web.i18n import CATEGORY_LABELS, format_number, format_pct, translated
 from ivr import web
 from models.base import utcnow
 from models.departments import Department
@@ -95,7 +95,7 @@ def close() -> ResponseReturnValue:
         close_quarter(session, quarter, current_user().username, settings, now)
     except QuarterError as exc:
         session.rollback()
-        flash(str(exc), "error")
+        flash(translated(exc), "error")
         return redirect(url_for("quarter.index", q=quarter))
     record(session, current_user().username, "quarter_closed", "quarter", quarter)
     session.commit()

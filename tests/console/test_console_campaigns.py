@@ -195,7 +195,7 @@ def test_test_contact_refuses_bad_numbers_landline_texts_and_officers(
         {"phone": "023-68881234", "channel": "sms"},
         follow_redirects=True,
     )
-    assert "not a mobile" in landline.get_data(as_text=True)
+    assert "不是手机号码：无法接收短信" in landline.get_data(as_text=True)
     denied = officer.post(
         f"/campaigns/{campaign.id}/test-contact", {"phone": "13800138000", "channel": "voice"}
     )

@@ -120,9 +120,9 @@ def test_the_catalog_template_lists_every_text_of_the_templates_and_views():
 
     web = TRANSLATIONS.parent / "web"
     method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
+    keywords = {"_": None, "_l": None, "N_": None, "gettext": None}
     found = {message[2] if isinstance(message[2], str) else message[2][0]
-             for message in extract_from_dir(str(web), method_map, keywords={"_": None, "_l": None,
-                                                                              "gettext": None})}
+             for message in extract_from_dir(str(web), method_map, keywords=keywords)}
     with (TRANSLATIONS / "messages.pot").open("rb") as fh:
         listed = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(fh) if m.id}
     assert found - listed == set(), "run the pybabel extract / update / compile steps in babel.cfg"
