@@ -119,6 +119,7 @@ class Preview:
     sms: str
     sms_segments: int
     sms_encoding: str
+    sms_limit: int  # sms_max_segments: the page warns when the text (the script's own too) is longer
 
 
 def _script(definition: CampaignDefinition) -> Script:
@@ -145,5 +146,6 @@ def previews(definition: CampaignDefinition, org: str, department: str, matter: 
             text = script.render("sms_invite", ctx)
         text = with_opt_out_line(text, resolved)
         info = count_segments(text)
-        out.append(Preview(language, voice, text, info.segments, info.encoding.value))
+        limit = definition.sms_max_segments
+        out.append(Preview(language, voice, text, info.segments, info.encoding.value, limit))
     return out

@@ -83,6 +83,16 @@ def test_preview_shows_voice_script_and_sms_text_per_language_without_saving(adm
     assert session.scalars(select(Campaign)).first() is None
 
 
+def test_preview_warns_when_the_scripts_own_text_is_over_the_segment_limit(admin, departments):
+    # No English text of the campaign's own: the script's invitation is sent, and it is long.
+    form = {**FORM, "action": "preview", "sms_max_segments": "1"}
+    page = admin.post("/campaigns/new", form).get_data(as_text=True)
+    english = page.split('lang="en-US"', 1)[1]
+    assert "sms-over" in english and "超过 1 条短信的上限" in english
+    relaxed = admin.post("/campaigns/new", {**form, "sms_max_segments": "10"}).get_data(as_text=True)
+    assert "sms-over" not in relaxed
+
+
 def test_edit_keeps_the_name_and_pause_resume_change_the_status(admin, departments, session):
     admin.post("/campaigns/new", FORM)
     campaign = session.scalars(select(Campaign)).one()
