@@ -39,6 +39,7 @@ from models.intake import (
     validate_rows,
 )
 from models.items_bulk import bulk_import_settings
+from models.translatable import Translatable
 
 Row = tuple[int, dict[str, Any]]
 FORMATS = ("csv", "xlsx", "jsonl")
@@ -135,7 +136,7 @@ def _read_jsonl(fh: IO[str], name: str, columns: Mapping[str, list[str]]) -> Ite
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield number, {"__error__": f"not valid JSON ({exc.msg})"}
+            yield number, {"__error__": Translatable("not valid JSON (%(detail)s)", detail=exc.msg)}
             continue
         if not isinstance(obj, dict):
             yield number, {"__error__": "not a JSON object"}

@@ -226,7 +226,7 @@ _KIND_TEXT = {kind: kind.value for kind in PhoneKind}
 def validate_row(line: int, raw: Mapping[str, Any], options: IntakeOptions, now: datetime) -> ValidRow:
     """Check one row's fields and normalise them; raise RowError naming the problem."""
     if "__error__" in raw:
-        raise RowError("unreadable row", str(raw["__error__"]))
+        raise RowError("unreadable row", raw["__error__"])  # a Translatable stays one
     get = raw.get
     external_id = _text(get("external_id"))
     department = _text(get("department"))

@@ -212,6 +212,10 @@ MESSAGE_TEMPLATES = frozenset({
     N_("completed_at %(date)s is in the future"),
     N_("unknown department %(code)r"),
     N_("external_id %(id)r repeated later in the batch: the later row is kept"),
+    # console.import_files (a JSON Lines line) and the intake API (an array element)
+    N_("not valid JSON (%(detail)s)"),
+    N_("not a JSON object"),
+    N_("item is not a JSON object"),
 })
 # Why a phone number is unusable (models.phones' NormalizedPhone.reason).
 PHONE_REASON_LABELS = {

@@ -126,6 +126,14 @@ def test_the_import_page_lists_rejected_rows_in_chinese_and_in_english(admin, de
     assert "completed_at '昨天' is not a date and time" in errors and "missing external_id" in errors
 
 
+def test_unreadable_json_lines_are_named_in_chinese(admin, departments):
+    lines = b'{"external_id": "J-1", "department": "SWJ"\n[1, 2]\n'
+    response = admin.post("/items/import", {"file": (io.BytesIO(lines), "items.jsonl")},
+                          content_type="multipart/form-data")
+    errors = shown(response).split('id="import-errors"', 1)[1]
+    assert "不是有效的 JSON（" in errors and "不是 JSON 对象" in errors
+
+
 @pytest.mark.parametrize("raw", ["", "abc", "12345", "1380013800", "138001380001", "4008123123", "+999 1234",
                                  "转123", "023-1234"])
 def test_every_phone_reason_has_a_chinese_name(console_app, raw):
