@@ -160,6 +160,16 @@ PHONE_KIND_LABELS = {
     "fixed": _l("landline"),
     "invalid": _l("invalid"),
 }
+# Why picking gave an item no survey (models.picks.SkipReason), on the campaigns page.
+SKIP_REASON_LABELS = {
+    "not_sampled": _l("not sampled"),
+    "invalid_phone": _l("no usable phone"),
+    "landline_sms_only": _l("landline, texts only"),
+    "opted_out": _l("opted out"),
+    "contact_cap": _l("contacted recently"),
+    "quota_full": _l("quota full"),
+    "no_window_before_expiry": _l("no calling window in time"),
+}
 # Who acted on a case when it was not a staff member (models.cases_ops), or the command line.
 ACTOR_LABELS = {
     "system": _l("system"),
@@ -315,6 +325,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         optout_source=_labelled(OPTOUT_SOURCE_LABELS),
         phone_kind=_labelled(PHONE_KIND_LABELS),
         actor=_labelled(ACTOR_LABELS),
+        skip_reason=_labelled(SKIP_REASON_LABELS),
         masked=mask_phone,
     )
     app.jinja_env.globals.update(

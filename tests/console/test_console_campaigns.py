@@ -219,3 +219,17 @@ def test_test_contact_refuses_bad_numbers_landline_texts_and_officers(
         follow_redirects=True,
     )
     assert "21211" in refused.get_data(as_text=True)
+
+
+def test_the_campaigns_page_names_why_items_were_skipped(admin, departments, session, create_item):
+    from models.picks import PickSkip
+
+    admin.post("/campaigns/new", FORM)
+    campaign = session.scalars(select(Campaign)).one()
+    for reason in ("quota_full", "contact_cap", "contact_cap"):
+        item = create_item(department_id=departments["SWJ"].id)
+        session.add(PickSkip(campaign_id=campaign.id, item_id=item.id, department_id=item.department_id,
+                             reason=reason))
+    session.flush()
+    page = admin.get("/campaigns").get_data(as_text=True)
+    assert "近期已回访 2" in page and "配额已满 1" in page and "quota_full" not in page
