@@ -25,12 +25,12 @@ from ivr.script import (
     start,
     step,
 )
-from models.cases_ops import on_verification_finished, open_case_for
+from models.cases_ops import finish_survey_and_case, open_case_for
 from models.domain import BAD_GRADES
 from models.optouts import OptOutChannel, OptOutSource
 from models.quarter_ops import is_quarter_closed, mark_late_answers
 from models.settings import Settings
-from models.survey_ops import SurveyRecord, add_opt_out, add_to_answer, finish_survey, record_answer
+from models.survey_ops import SurveyRecord, add_opt_out, add_to_answer, record_answer
 from models.surveys import Survey, SurveyKind, SurveyState
 from scheduler.policy import quarter_of
 
@@ -124,9 +124,7 @@ def _store(
         if survey.quarter != quarter_of(now, settings.app.tz) and is_quarter_closed(session, survey.quarter):
             mark_late_answers(session, survey)
     if result.outcome is not None:
-        finish_survey(session, survey, result.outcome.value, now)
-        if survey.kind == SurveyKind.VERIFICATION:
-            on_verification_finished(session, survey, settings, now)
+        finish_survey_and_case(session, survey, result.outcome.value, settings, now)
     elif survey.state not in (SurveyState.DONE, SurveyState.IN_PROGRESS):
         # Assigned only when it changes: a SurveyRecord writes every assigned column, and the state
         # is in two of the survey indexes, which each step would otherwise rewrite.

@@ -210,7 +210,7 @@ def answer_case(
     session: Session, case: Case, feedback: str, actor: str, settings: Settings, now: datetime
 ) -> Survey:
     """Record the department's rectification feedback and schedule the verification visit."""
-    if not _says_something(feedback):
+    if not says_something(feedback):
         raise CaseError("case %(id)s: the feedback must say how the complaint was handled", id=case.id)
     _refuse_nul(case, "feedback", feedback)
     _locked(session, case)
@@ -303,7 +303,7 @@ def mark_escalation(
 ) -> None:
     """Record a supervisor's decision on a case: interview or transfer to discipline inspection."""
     decision = Escalation(escalation)
-    if not _says_something(reason):
+    if not says_something(reason):
         raise CaseError("case %(id)s: an escalation needs a reason", id=case.id)
     _refuse_nul(case, "reason", reason)
     _locked(session, case)
@@ -311,18 +311,20 @@ def mark_escalation(
     if _visit_pending(session, case):
         # The citizen is still to be asked: the decision is recorded, the case stays answered, and
         # the visit's verdict settles it as usual (closing it now would skip the citizen).
-        event = CaseEvent(case_id=case.id, at=now, actor=actor, from_state=case.state, to_state=case.state)
-        session.add(event)
-        event.note = note
+        session.add(
+            CaseEvent(
+                case_id=case.id, at=now, actor=actor, from_state=case.state, to_state=case.state, note=note
+            )
+        )
     else:
         _move(session, case, CaseState.ESCALATED, actor, now, note)
     case.escalation = decision
     case.escalation_reason = reason.strip()
 
 
-def _says_something(text: str | None) -> bool:
+def says_something(text: str | None) -> bool:
     """Whether a reason, feedback or note holds a letter or digit (not only spaces or invisibles)."""
-    return bool(text) and any(ch.isalnum() for ch in text)  # type: ignore[union-attr]
+    return text is not None and any(ch.isalnum() for ch in text)
 
 
 def _visit_pending(session: Session, case: Case) -> bool:
@@ -335,7 +337,7 @@ def _visit_pending(session: Session, case: Case) -> bool:
 
 def close_case(session: Session, case: Case, note: str, actor: str, now: datetime) -> None:
     """Close an escalated case, or an answered one whose verification visit could not be made."""
-    if not _says_something(note):
+    if not says_something(note):
         raise CaseError("case %(id)s: closing by hand needs a note", id=case.id)
     _refuse_nul(case, "note", note)
     _locked(session, case)

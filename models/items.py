@@ -10,6 +10,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import Base, utcnow
 from models.departments import Department
 
+# The citizen's personal data on an item: the retention purge empties these columns, and a re-import
+# never writes them back on a purged item (models.items_bulk).
+PERSONAL_COLUMNS = ("citizen_name", "phone_raw", "phone_e164", "phone_extension")
+
 
 class ServiceItem(Base):
     __tablename__ = "service_items"

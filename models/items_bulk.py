@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from models.base import sqlite_utc_text
 from models.driver_sql import DriverStatement
-from models.items import ServiceItem
+from models.items import PERSONAL_COLUMNS, ServiceItem
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,6 @@ VALUE_COLUMNS = (
     "phone_extension",
     "completed_at",
 )
-# The personal ones: the retention purge empties them, and a re-import never writes them back.
-PERSONAL_COLUMNS = ("citizen_name", "phone_raw", "phone_e164", "phone_extension")
 _PERSONAL_INDEXES = tuple(VALUE_COLUMNS.index(name) for name in PERSONAL_COLUMNS)
 
 _TABLE = cast(Table, ServiceItem.__table__)

@@ -34,7 +34,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.cases import Case, CaseEvent, CaseState
-from models.items import ServiceItem
+from models.items import PERSONAL_COLUMNS, ServiceItem
 from models.messages import Direction, Message
 from models.operations import RetentionRun
 from models.optouts import OptOut
@@ -92,12 +92,7 @@ def _in_use() -> Any:
 
 def _old_items(cutoff: datetime) -> list[ColumnElement[bool]]:
     # A purged item is taken again if personal data came back (a re-import before imports kept it out).
-    restored = or_(
-        ServiceItem.citizen_name.is_not(None),
-        ServiceItem.phone_raw.is_not(None),
-        ServiceItem.phone_e164.is_not(None),
-        ServiceItem.phone_extension.is_not(None),
-    )
+    restored = or_(*(ServiceItem.__table__.c[name].is_not(None) for name in PERSONAL_COLUMNS))
     return [ServiceItem.completed_at < cutoff, or_(ServiceItem.purged_at.is_(None), restored)]
 
 
@@ -136,14 +131,7 @@ def _plan_items(
     report.add("service_items", "names", sum(1 for r in rows if r[1]))
     for item_id, *_ in rows:
         batch.updates[ServiceItem].append(
-            {
-                "id": item_id,
-                "citizen_name": None,
-                "phone_raw": None,
-                "phone_e164": None,
-                "phone_extension": None,
-                "purged_at": now,
-            }
+            {"id": item_id, **dict.fromkeys(PERSONAL_COLUMNS), "purged_at": now}
         )
     surveys = session.execute(
         select(Survey.id, Survey.item_id, Survey.script_state).where(Survey.item_id.in_(ids))

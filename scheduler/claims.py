@@ -91,7 +91,9 @@ def claim_due(session: Session, *, owner: str, now: datetime, lease: timedelta, 
     its campaign ran is still visited after the campaign ends (a paused campaign holds every contact).
     """
     begin_write(session)
-    status_of = {cid: status for cid, status in session.execute(select(Campaign.id, Campaign.status))}
+    wanted = (CampaignStatus.ACTIVE, CampaignStatus.ARCHIVED)
+    rows = session.execute(select(Campaign.id, Campaign.status).where(Campaign.status.in_(wanted)))
+    status_of = {campaign_id: status for campaign_id, status in rows}
     active = [cid for cid, status in status_of.items() if status == CampaignStatus.ACTIVE]
     archived = [cid for cid, status in status_of.items() if status == CampaignStatus.ARCHIVED]
     if not active and not archived:

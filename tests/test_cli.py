@@ -1,6 +1,7 @@
 """The returnvisit CLI: init, import, demo-data and demo, run as a user would."""
 
 import json
+import socket
 
 import pytest
 from click.testing import CliRunner
@@ -11,6 +12,13 @@ from models import migrate
 from models.db import make_engine, make_sessionmaker
 from models.items import ServiceItem
 from models.staff import Role, StaffUser
+
+
+def free_port() -> int:
+    """A loopback port free now (the demo serves on it and the next one)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def invoke(args, db_url, **kwargs):
@@ -149,14 +157,10 @@ def test_demo_sets_up_and_imports_without_serving(tmp_path, monkeypatch):
 
 
 def test_demo_gives_the_scheduler_lock_up_when_it_stops(tmp_path, monkeypatch):
-    import socket
-
     from scheduler.locks import SCHEDULER_LOCK, lock_holder
 
     monkeypatch.chdir(tmp_path)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     db_url = f"sqlite:///{tmp_path}/demo.db"
     result = invoke(["demo", "--items", "20", "--ticks", "1", "--port", str(port)], db_url)
     assert result.exit_code == 0, result.output
@@ -260,16 +264,13 @@ def test_a_case_id_or_feedback_file_that_cannot_be_used_says_why(tmp_path):
 def test_demo_stopped_by_term_gives_the_scheduler_lock_up(tmp_path):
     import os
     import signal
-    import socket
     import subprocess
     import sys
     import time
 
     from scheduler.locks import SCHEDULER_LOCK, lock_holder
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     db_url = f"sqlite:///{tmp_path}/demo.db"
     process = subprocess.Popen(
         [sys.executable, "-c", "from console.cli import main; main()", "demo", "--items", "20", "--port",
